@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# ansible-test must run from .../ansible_collections/hoptrace/k8s: copy the tracked
+# tree there (a symlink would resolve back to the repo root) and run sanity.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+dest="$root/.build/ansible_collections/hoptrace/k8s"
+rm -rf "$dest"; mkdir -p "$dest"
+cd "$root"
+git ls-files -co --exclude-standard -z | while IFS= read -r -d '' f; do
+  [ -e "$f" ] || continue
+  mkdir -p "$dest/$(dirname "$f")"; cp -p "$f" "$dest/$f"
+done
+cd "$dest"
+git init -q . && git add -A >/dev/null 2>&1
+export PATH="$root/.venv/bin:$PATH"
+py=$("$root/.venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+exec ansible-test sanity --python "$py" --requirements --color no "$@"
