@@ -13,5 +13,9 @@ done
 cd "$dest"
 git init -q . && git add -A >/dev/null 2>&1
 export PATH="$root/.venv/bin:$PATH"
+# ansible-test fetches get-pip.py (pip 24.2 for the pinned ansible-core) from a host
+# outside the package index; put our offline equivalent where it looks first.
+mkdir -p ~/.ansible/test/cache
+cp "$root/tests/sanity/get_pip_shim.py" ~/.ansible/test/cache/get_pip_24_2.py
 py=$("$root/.venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 exec ansible-test sanity --python "$py" --requirements --color no "$@"
