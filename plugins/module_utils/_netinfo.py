@@ -1,0 +1,397 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Private to hoptrace.k8s: iproute2 output parsing and derivation for route_info; not a public API.
+"""Routes, links, addresses of a node, and what a trace needs from them.
+
+Pure functions over the output of ``ip -j ...`` (and the text of ``ip ...`` for iproute2
+builds without ``-j``), producing the ``route_info`` shapes of docs/internals.md:
+``routes``, ``links``, ``addresses``, then ``workloads``, ``local_blocks``, ``remote_blocks``,
+``peers`` and ``node_ips`` derived from them.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type  # noqa: UP001 - ansible-test boilerplate
+
+import ipaddress
+import re
+
+from ansible_collections.hoptrace.k8s.plugins.module_utils._ip_route_text import parse_ip_route, parse_route_line
+
+KINDS = ('veth', 'ipip', 'vxlan', 'wireguard', 'bridge', 'vlan', 'bond', 'tun', 'dummy')
+TUNNEL_KINDS = ('ipip', 'vxlan', 'wireguard')
+# link kinds iproute2 names in `ip -d link` text (first word of a detail line)
+TEXT_KINDS = KINDS + ('gre', 'gretap', 'ip6gre', 'ip6gretap', 'ip6tnl', 'sit', 'macvlan', 'macvtap', 'ipvlan',
+                      'geneve', 'vrf', 'team', 'nlmon', 'ifb', 'erspan', 'xfrm', 'vti', 'vti6', 'bareudp', 'netkit')
+# routes a routing daemon or CNI installs towards other nodes' pod blocks
+ROUTING_PROTOCOLS = ('bird', 'bgp', 'zebra', '80', 'calico')
+# veth-like devices CNIs create for pods
+WORKLOAD_PREFIXES = ('cali', 'veth', 'lxc', 'azv', 'eni', 'gke', 'vnet')
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------- routes
+
+def normalise_route(raw, family):
+    """One ``ip -j route`` object in the shape of docs/internals.md (and of _ip_route_text)."""
+    route = {
+        'dst': raw.get('dst'),
+        'gateway': raw.get('gateway'),
+        'dev': raw.get('dev'),
+        'protocol': str(raw['protocol']) if raw.get('protocol') is not None else 'boot',
+        'scope': raw.get('scope') or 'global',
+        'prefsrc': raw.get('prefsrc'),
+        'metric': _int(raw.get('metric')),
+        'type': raw.get('type') or 'unicast',
+        'table': str(raw['table']) if raw.get('table') is not None else 'main',
+        'flags': list(raw.get('flags') or []),
+        'family': family,
+        'nexthops': [],
+    }
+    for hop in raw.get('nexthops') or []:
+        route['nexthops'].append({'gateway': hop.get('gateway'), 'dev': hop.get('dev'),
+                                  'weight': _int(hop.get('weight')), 'flags': list(hop.get('flags') or [])})
+    for extra in ('pref', 'expires', 'mtu'):
+        if raw.get(extra) is not None:
+            route[extra] = raw[extra]
+    return route
+
+
+def routes_from_json(data, family):
+    return [normalise_route(r, family) for r in data or []]
+
+
+def routes_from_text(text, family):
+    return parse_ip_route(text or '', family=family)
+
+
+def route_get_from_json(data):
+    if not data:
+        return None
+    raw = data[0]
+    return {'dst': raw.get('dst'), 'dev': raw.get('dev'), 'gateway': raw.get('gateway'),
+            'prefsrc': raw.get('prefsrc'), 'type': raw.get('type') or 'unicast'}
+
+
+def route_get_from_text(text):
+    for line in (text or '').splitlines():
+        if not line.strip() or line.startswith((' ', '\t')):
+            continue
+        route = parse_route_line(line.strip())
+        if route:
+            return {'dst': route.get('dst'), 'dev': route.get('dev'), 'gateway': route.get('gateway'),
+                    'prefsrc': route.get('prefsrc'), 'type': route.get('type') or 'unicast'}
+    return None
+
+
+# ---------------------------------------------------------------------------- links
+
+def link_kind(ifname, info_kind, link_type):
+    """(kind, tun) for a link; a TUN named tunl* is the lab's userspace IPIP tunnel."""
+    if info_kind == 'tun' and (ifname or '').startswith('tunl'):
+        return 'ipip', True
+    if info_kind in KINDS:
+        return info_kind, False
+    if link_type == 'loopback':
+        return 'loopback', False
+    if info_kind is None and link_type == 'ether':
+        return 'physical', False
+    if info_kind is None and link_type == 'ipip':
+        return 'ipip', False
+    return 'other', False
+
+
+def _link(ifname, ifindex, info_kind, info_data, mtu, operstate, link_type, address, master):
+    kind, tun = link_kind(ifname, info_kind, link_type)
+    link = {'ifname': ifname, 'ifindex': ifindex, 'kind': kind, 'mtu': mtu, 'operstate': operstate,
+            'link_type': link_type, 'address': address, 'master': master, 'vxlan': None, 'vlan_id': None}
+    if tun:
+        link['tun'] = True
+    info_data = info_data or {}
+    if info_kind == 'vxlan':
+        link['vxlan'] = {'id': _int(info_data.get('id')), 'port': _int(info_data.get('port')),
+                         'local': info_data.get('local') or info_data.get('local6'), 'dev': info_data.get('link')}
+    elif info_kind == 'vlan':
+        link['vlan_id'] = _int(info_data.get('id'))
+    return link
+
+
+def links_from_json(data):
+    links = []
+    for raw in data or []:
+        info = raw.get('linkinfo') or {}
+        address = raw.get('address') if raw.get('link_type') not in ('none', None) else None
+        links.append(_link(raw.get('ifname'), raw.get('ifindex'), info.get('info_kind'), info.get('info_data'),
+                           raw.get('mtu'), raw.get('operstate'), raw.get('link_type'), address, raw.get('master')))
+    return links
+
+
+_LINK_HEAD_RE = re.compile(r'^(\d+):\s+([^:@\s]+)(?:@(\S+))?:\s+<([^>]*)>\s*(.*)$')
+
+
+def _words_after(words, key):
+    if key in words:
+        index = words.index(key)
+        if index + 1 < len(words):
+            return words[index + 1]
+    return None
+
+
+def _link_blocks(text):
+    """Split ``ip link``/``ip addr`` text into (head match, [detail lines]) per interface."""
+    blocks = []
+    for line in (text or '').splitlines():
+        head = _LINK_HEAD_RE.match(line)
+        if head:
+            blocks.append((head, []))
+        elif blocks and line.strip():
+            blocks[-1][1].append(line.strip())
+    return blocks
+
+
+def _parse_vxlan_words(words):
+    data = {'id': _words_after(words, 'id'), 'port': _words_after(words, 'dstport'),
+            'local': _words_after(words, 'local') or _words_after(words, 'local6'), 'link': _words_after(words, 'dev')}
+    return data
+
+
+def links_from_text(text):
+    """``ip -d link show`` text to the link shape."""
+    links = []
+    for head, details in _link_blocks(text):
+        rest = head.group(5).split()
+        link_type = address = None
+        info_kind = None
+        info_data = {}
+        for line in details:
+            words = line.split()
+            if words[0].startswith('link/'):
+                link_type = words[0][5:]
+                if len(words) > 1 and link_type not in ('none',) and words[1] not in ('promiscuity', 'brd'):
+                    address = words[1]
+            elif info_kind is None and words[0] in TEXT_KINDS:
+                info_kind = words[0]
+                if info_kind == 'vxlan':
+                    info_data = _parse_vxlan_words(words)
+                elif info_kind == 'vlan':
+                    info_data = {'id': _words_after(words, 'id')}
+        links.append(_link(head.group(2), int(head.group(1)), info_kind, info_data, _int(_words_after(rest, 'mtu')),
+                           _words_after(rest, 'state'), link_type, address, _words_after(rest, 'master')))
+    return links
+
+
+# ---------------------------------------------------------------------------- addresses
+
+def addresses_from_json(data):
+    addresses = []
+    for raw in data or []:
+        for info in raw.get('addr_info') or []:
+            addresses.append({'ifname': raw.get('ifname'), 'family': info.get('family'), 'local': info.get('local'),
+                              'prefixlen': _int(info.get('prefixlen')), 'scope': info.get('scope') or 'global'})
+    return addresses
+
+
+def addresses_from_text(text):
+    """``ip addr show`` text to the address shape."""
+    addresses = []
+    for head, details in _link_blocks(text):
+        for line in details:
+            words = line.split()
+            if words[0] not in ('inet', 'inet6') or len(words) < 2:
+                continue
+            local, _sep, prefix = words[1].partition('/')
+            peer = _words_after(words, 'peer')
+            if not prefix and peer and '/' in peer:
+                prefix = peer.partition('/')[2]
+            if not prefix:
+                prefix = '32' if words[0] == 'inet' else '128'
+            addresses.append({'ifname': head.group(2), 'family': words[0], 'local': local, 'prefixlen': int(prefix),
+                              'scope': _words_after(words, 'scope') or 'global'})
+    return addresses
+
+
+# ---------------------------------------------------------------------------- neighbours, fdb
+
+def neigh_from_json(data):
+    return dict((n['dst'], n.get('lladdr')) for n in data or [] if n.get('dst'))
+
+
+def neigh_from_text(text):
+    table = {}
+    for line in (text or '').splitlines():
+        words = line.split()
+        if words and 'lladdr' in words:
+            table[words[0]] = _words_after(words, 'lladdr')
+    return table
+
+
+def fdb_from_json(data):
+    table = {}
+    for entry in data or []:
+        if entry.get('mac') and entry.get('dst'):
+            table.setdefault(entry['mac'].lower(), entry['dst'])
+    return table
+
+
+def fdb_from_text(text):
+    table = {}
+    for line in (text or '').splitlines():
+        words = line.split()
+        if words and 'dst' in words:
+            table.setdefault(words[0].lower(), _words_after(words, 'dst'))
+    return table
+
+
+# ---------------------------------------------------------------------------- derivation
+
+def _is_host_route(dst, family):
+    if not dst or dst == 'default':
+        return False
+    if '/' not in dst:
+        return True
+    return dst.endswith('/32') if family == 'inet' else dst.endswith('/128')
+
+
+def _host(dst):
+    return dst.split('/')[0]
+
+
+def _main_unicast(route):
+    return route['table'] == 'main' and route['type'] == 'unicast'
+
+
+def workload_links(links):
+    """Names of links that can carry pods: veths, and anything named like a CNI pod veth."""
+    return set(k['ifname'] for k in links if k['kind'] == 'veth' or (k['ifname'] or '').startswith(WORKLOAD_PREFIXES))
+
+
+def workloads(routes, links):
+    """Pod IPs on this node: host routes scope link (IPv6: no gateway) on a workload veth."""
+    veths = workload_links(links)
+    found = []
+    for r in routes:
+        if not _main_unicast(r) or r['dev'] not in veths or r['gateway'] or not _is_host_route(r['dst'], r['family']):
+            continue
+        if r['family'] == 'inet' and r['scope'] != 'link':
+            continue
+        found.append({'ip': _host(r['dst']), 'dev': r['dev']})
+    return found
+
+
+def local_blocks(routes):
+    return [r['dst'] for r in routes if r['type'] == 'blackhole' and r['table'] == 'main' and r['dst'] != 'default']
+
+
+def _encap(link):
+    if not link:
+        return 'none'
+    return link['kind'] if link['kind'] in TUNNEL_KINDS else 'none'
+
+
+def remote_blocks(routes, links, resolve=None):
+    """Routes to other nodes' pod blocks: via a tunnel device, or via a gateway set by a routing daemon.
+
+    ``resolve(via, link)`` maps a VXLAN gateway (peer tunnel address) to the peer's underlay address.
+    """
+    by_name = dict((link['ifname'], link) for link in links)
+    veths = workload_links(links)
+    blocks = []
+    for r in routes:
+        # Calico's WireGuard routes live in their own table; every other kind in main
+        on_wireguard = (by_name.get(r['dev']) or {}).get('kind') == 'wireguard'
+        if r['type'] != 'unicast' or r['dst'] == 'default' or not (r['table'] == 'main' or on_wireguard):
+            continue
+        hops = r['nexthops'] or [{'gateway': r['gateway'], 'dev': r['dev']}]
+        for hop in hops:
+            link = by_name.get(hop['dev'])
+            encap = _encap(link)
+            if hop['dev'] in veths and not hop['gateway']:
+                continue
+            if encap == 'none' and not (hop['gateway'] and r['protocol'] in ROUTING_PROTOCOLS):
+                continue
+            if r['protocol'] == 'kernel' or (encap in ('ipip', 'vxlan') and not hop['gateway']):
+                continue  # connected/link-local routes; IPIP and VXLAN blocks always have a next hop
+            if encap == 'wireguard' and _is_host_route(r['dst'], r['family']):
+                continue
+            node_ip = hop['gateway']
+            if encap == 'vxlan':
+                node_ip = resolve(hop['gateway'], link) if (resolve and hop['gateway']) else None
+            elif encap == 'wireguard':
+                node_ip = None
+            blocks.append({'dst': r['dst'], 'via': hop['gateway'], 'dev': hop['dev'], 'encap': encap,
+                           'protocol': r['protocol'], 'node_ip': node_ip})
+    return blocks
+
+
+def vxlan_resolver(neigh_by_dev, fdb_by_dev):
+    """Function mapping (peer tunnel IP, vxlan link) to the peer's underlay IP via neighbour + fdb."""
+    def resolve(via, link):
+        mac = (neigh_by_dev.get(link['ifname']) or {}).get(via)
+        if not mac:
+            return None
+        return (fdb_by_dev.get(link['ifname']) or {}).get(mac.lower())
+    return resolve
+
+
+def peer_targets(blocks):
+    """Unique (node_ip, encap, via, dev) of remote blocks whose peer underlay address is known."""
+    seen = []
+    for b in blocks:
+        key = (b['node_ip'], b['encap'], b['via'], b['dev'])
+        if b['node_ip'] and key not in seen:
+            seen.append(key)
+    return seen
+
+
+def peers(blocks, links, route_gets):
+    """Underlay device and source address towards each peer node (``route_gets``: node_ip -> route get)."""
+    by_name = dict((link['ifname'], link) for link in links)
+    result = []
+    done = set()
+    for node_ip, encap, via, dev in peer_targets(blocks):
+        if (node_ip, encap) in done:
+            continue
+        done.add((node_ip, encap))
+        got = route_gets.get(node_ip) or {}
+        out_dev, src = got.get('dev'), got.get('prefsrc')
+        link = by_name.get(dev) or {}
+        if encap == 'vxlan' and link.get('vxlan'):
+            out_dev = link['vxlan'].get('dev') or out_dev
+            src = src or link['vxlan'].get('local')
+        result.append({'node_ip': node_ip, 'dev': out_dev, 'src': src, 'encap': encap, 'via': via})
+    return result
+
+
+def node_ips(addresses, links, workload_devs):
+    """Global addresses not on workload, tunnel or loopback links: the node's own addresses."""
+    by_name = dict((link['ifname'], link) for link in links)
+    skip_kinds = TUNNEL_KINDS + ('loopback', 'tun')
+    found = []
+    for a in addresses:
+        link = by_name.get(a['ifname']) or {}
+        if a['scope'] != 'global' or a['ifname'] in workload_devs or link.get('kind') in skip_kinds:
+            continue
+        if (a['ifname'] or '').startswith('cali'):
+            continue
+        try:
+            if ipaddress.ip_address(a['local']).is_link_local:
+                continue
+        except ValueError:
+            continue
+        if a['local'] not in found:
+            found.append(a['local'])
+    return found
+
+
+def derive(routes, links, addresses, neigh_by_dev=None, fdb_by_dev=None):
+    """Everything except ``peers`` (which needs ``ip route get`` per peer): returns a dict."""
+    loads = workloads(routes, links)
+    blocks = remote_blocks(routes, links, vxlan_resolver(neigh_by_dev or {}, fdb_by_dev or {}))
+    devs = set(w['dev'] for w in loads)
+    return {'workloads': loads, 'local_blocks': local_blocks(routes), 'remote_blocks': blocks,
+            'node_ips': node_ips(addresses, links, devs)}

@@ -1,0 +1,255 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# ruff: noqa: E402 - ansible-test wants the imports below DOCUMENTATION/EXAMPLES/RETURN
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type  # noqa: UP001 - ansible-test boilerplate
+
+DOCUMENTATION = r'''
+---
+module: route_info
+short_description: Routes, links and addresses of a node, and the pod routes a trace needs
+version_added: 0.1.0
+description:
+  - Reads the routes of every table (IPv4 and IPv6), the links with their kind, the addresses and
+    MTUs of the node's network namespace with C(ip -j route show table all), C(ip -j -d link)
+    and C(ip -j addr); falls back to parsing the text of C(ip route), C(ip -d link) and C(ip addr)
+    when iproute2 has no C(-j).
+  - Derives the local pods (host routes on workload veths such as C(cali*)), the local and remote
+    pod blocks, the tunnel each remote block goes through (IPIP, VXLAN, WireGuard or none) and the
+    underlay device and source address towards each peer node.
+  - For VXLAN the peer's tunnel address is mapped to its underlay address through the neighbour
+    table (C(ip neigh show dev vxlan.calico)) and the forwarding database (C(bridge fdb show)).
+  - A TUN device named C(tunl*) (a userspace IPIP tunnel) is reported as kind C(ipip) with C(tun=true).
+  - Changes nothing.
+author:
+  - hoptrace developers
+options:
+  ip:
+    description:
+      - Also return the kernel's route decision for this address (C(ip route get)) as RV(route_get).
+    type: str
+notes:
+  - Needs C(ip) (iproute2) on the node; C(bridge) (iproute2) is used for VXLAN peers when present.
+  - All commands run with C(LC_ALL=C).
+  - For WireGuard the peer nodes are not derived (their endpoints are only known to C(wg)).
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+seealso:
+  - module: hoptrace.k8s.capture
+  - module: hoptrace.k8s.probe
+'''
+
+EXAMPLES = r'''
+- name: Read the routes and links of every node
+  hoptrace.k8s.route_info:
+  register: net
+
+- name: Where does this node send the destination pod's traffic?
+  hoptrace.k8s.route_info:
+    ip: 172.17.25.239
+  register: net
+
+- name: Show the tunnel next hop
+  ansible.builtin.debug:
+    msg: "{{ net.route_get.dev }} via {{ net.route_get.gateway }}"
+'''
+
+RETURN = r'''
+hostname:
+  description: The node's host name.
+  returned: always
+  type: str
+  sample: node-a
+source:
+  description: V(json) when iproute2 printed JSON, V(text) when its text output was parsed.
+  returned: always
+  type: str
+  sample: json
+routes:
+  description:
+    - Routes of every table and both families, normalised as in docs/internals.md.
+    - C(dst) is V(default), a CIDR, or a bare address for host routes (as iproute2 prints it).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {dst: 172.17.25.192/26, gateway: 10.240.0.9, dev: tunl0, protocol: bird, scope: global, prefsrc: null,
+       metric: null, type: unicast, table: main, flags: [onlink], family: inet, nexthops: []}
+links:
+  description:
+    - Links with C(kind) one of veth, ipip, vxlan, wireguard, bridge, physical, vlan, bond, tun, loopback,
+      dummy, other; C(vxlan) is C({id, port, local, dev}) for VXLAN links; C(tun=true) marks a
+      userspace IPIP tunnel.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {ifname: tunl0, ifindex: 5, kind: ipip, tun: true, mtu: 1480, operstate: UNKNOWN, link_type: none,
+       address: null, master: null, vxlan: null, vlan_id: null}
+addresses:
+  description: Addresses of every link.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {ifname: eth0, family: inet, local: 10.240.0.9, prefixlen: 16, scope: global}
+workloads:
+  description: Local pod addresses, from host routes (scope link) on workload veths.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {ip: 172.17.25.239, dev: calic25e805a467}
+local_blocks:
+  description: Pod blocks of this node (blackhole routes).
+  returned: always
+  type: list
+  elements: str
+  sample: [172.17.25.192/26]
+remote_blocks:
+  description:
+    - Routes to other nodes' pod blocks with the encapsulation of their device (ipip, vxlan,
+      wireguard, none).
+    - C(via) is the route's gateway (for VXLAN the peer's tunnel address), C(node_ip) the peer
+      node's underlay address when known.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {dst: 172.17.25.64/26, via: 10.240.128.12, dev: tunl0, encap: ipip, protocol: bird, node_ip: 10.240.128.12}
+peers:
+  description: Underlay device and source address towards each peer node seen in RV(remote_blocks).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {node_ip: 10.240.128.12, dev: eth0, src: 10.240.0.9, encap: ipip, via: 10.240.128.12}
+node_ips:
+  description: Global addresses of the node that are not on workload, tunnel or loopback links.
+  returned: always
+  type: list
+  elements: str
+  sample: [10.240.0.9]
+route_get:
+  description: The route decision for O(ip), null when O(ip) is not given.
+  returned: always
+  type: dict
+  sample: {dst: 172.17.25.239, dev: tunl0, gateway: 10.240.0.9, prefsrc: 172.17.25.64, type: unicast}
+'''
+
+import json
+import socket
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.hoptrace.k8s.plugins.module_utils import _netinfo as ni
+from ansible_collections.hoptrace.k8s.plugins.module_utils import _validate as v
+
+LC_ENV = {'LC_ALL': 'C', 'LANG': 'C'}
+
+
+def argspec():
+    return dict(ip=dict(type='str'))
+
+
+class IpRunner(object):
+    """Runs one iproute2 command as JSON (``-j``) and, when that is unsupported, as text."""
+
+    def __init__(self, module, node):
+        self.module = module
+        self.node = node
+        self.ip = module.get_bin_path('ip', required=True)
+        self.bridge = module.get_bin_path('bridge')
+        self.json_ok = True
+
+    def run(self, tool, args, optional=False):
+        """(data, text): data from JSON when possible, else text for the text parsers."""
+        binary = self.ip if tool == 'ip' else self.bridge
+        argv = [binary] + args
+        if self.json_ok:
+            rc, out, err = self.module.run_command([binary, '-j'] + args, environ_update=LC_ENV)
+            if rc == 0:
+                try:
+                    return json.loads(out or '[]'), None
+                except ValueError:
+                    self.json_ok = False  # old iproute2 that ignores -j for this object
+            elif '"-j"' in err or 'unknown' in err.lower():
+                self.json_ok = False  # iproute2 without JSON output
+            else:
+                return self._failed(tool, args, rc, out, err, optional)
+        rc, out, err = self.module.run_command(argv, environ_update=LC_ENV)
+        if rc != 0:
+            return self._failed(tool, args, rc, out, err, optional)
+        return None, out
+
+    def _failed(self, tool, args, rc, out, err, optional):
+        if optional:
+            return None, ''
+        self.module.fail_json(msg='`%s %s` failed on %s: %s' % (tool, ' '.join(args), self.node, err.strip() or out.strip()),
+                              rc=rc, stderr=err)
+
+
+def read_routes(runner, family):
+    flag = '-4' if family == 'inet' else '-6'
+    data, text = runner.run('ip', [flag, 'route', 'show', 'table', 'all'], optional=(family == 'inet6'))
+    return ni.routes_from_json(data, family) if data is not None else ni.routes_from_text(text, family)
+
+
+def read_route_get(runner, address):
+    data, text = runner.run('ip', ['route', 'get', address], optional=True)
+    return ni.route_get_from_json(data) if data is not None else ni.route_get_from_text(text)
+
+
+def collect(runner, ip=None):
+    routes = read_routes(runner, 'inet') + read_routes(runner, 'inet6')
+    data, text = runner.run('ip', ['-d', 'link', 'show'])
+    links = ni.links_from_json(data) if data is not None else ni.links_from_text(text)
+    data, text = runner.run('ip', ['addr', 'show'])
+    addresses = ni.addresses_from_json(data) if data is not None else ni.addresses_from_text(text)
+
+    neigh, fdb = {}, {}
+    for link in links:
+        if link['kind'] != 'vxlan':
+            continue
+        data, text = runner.run('ip', ['neigh', 'show', 'dev', link['ifname']], optional=True)
+        neigh[link['ifname']] = ni.neigh_from_json(data) if data is not None else ni.neigh_from_text(text)
+        if runner.bridge:
+            data, text = runner.run('bridge', ['fdb', 'show', 'dev', link['ifname']], optional=True)
+            fdb[link['ifname']] = ni.fdb_from_json(data) if data is not None else ni.fdb_from_text(text)
+
+    result = ni.derive(routes, links, addresses, neigh, fdb)
+    gets = dict((t[0], read_route_get(runner, t[0])) for t in ni.peer_targets(result['remote_blocks']))
+    result['peers'] = ni.peers(result['remote_blocks'], links, gets)
+    result.update(routes=routes, links=links, addresses=addresses, source='json' if runner.json_ok else 'text',
+                  route_get=read_route_get(runner, ip) if ip else None)
+    return result
+
+
+def execute_module(module):
+    node = socket.gethostname()
+    ip = module.params['ip']
+    if ip:
+        try:
+            ip = v.check_ip(ip, 'ip')
+        except ValueError as exc:
+            module.fail_json(msg=str(exc))
+    try:
+        result = collect(IpRunner(module, node), ip)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        module.fail_json(msg='could not read the output of iproute2 on %s: %s; report it with the output of '
+                             '`ip -j route show table all` and `ip -j -d link`' % (node, exc),
+                         exception=traceback.format_exc())
+    module.exit_json(changed=False, hostname=node, **result)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argspec(), supports_check_mode=True)
+    execute_module(module)
+
+
+if __name__ == '__main__':
+    main()
