@@ -1,0 +1,76 @@
+"""The role's glue on the controller: endpoint parsing and gathering capture results."""
+
+import pytest
+
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.collect import capture_list
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.podref import pod_ref
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.validation import ValidationError
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("172.17.25.79", {"ip": "172.17.25.79", "namespace": None, "name": None}),
+    (" fd00::0:1 ", {"ip": "fd00::1", "namespace": None, "name": None}),
+    ("openshift-ingress/router-default-77949c967-4t8f7",
+     {"ip": None, "namespace": "openshift-ingress", "name": "router-default-77949c967-4t8f7"}),
+])
+def test_pod_ref_accepts(value, expected):
+    assert pod_ref(value) == expected
+
+
+@pytest.mark.parametrize("value,fragment", [
+    ("", "is empty"),
+    ("172.17.25.300", "neither an IP address nor namespace/pod"),
+    ("172.17.25.79; touch /tmp/x", "neither an IP address nor namespace/pod"),
+    ("$(id)", "neither an IP address nor namespace/pod"),
+    ("ns/pod;rm", "neither an IP address nor namespace/pod"),
+    ("Upper/pod", "neither an IP address nor namespace/pod"),
+    ("ns/-w /etc/x", "neither an IP address nor namespace/pod"),
+    ("a/b/c", "neither an IP address nor namespace/pod"),
+])
+def test_pod_ref_refuses(value, fragment):
+    with pytest.raises(ValidationError) as err:
+        pod_ref(value, "dst")
+    assert fragment in str(err.value)
+    assert str(err.value).startswith("dst ")
+
+
+PLAN = {"captures": [
+    {"key": "node-a/eth0", "node": "node-a", "interface": "eth0"},
+    {"key": "node-a/tunl0", "node": "node-a", "interface": "tunl0"},
+    {"key": "node-b/eth0", "node": "node-b", "interface": "eth0"},
+    {"key": "node-c/?", "node": "node-c", "interface": None},
+]}
+
+
+def _loop(*items):
+    return {"results": [dict(item={"key": k}, **extra) for k, extra in items]}
+
+
+def test_capture_list_statuses(tmp_path):
+    (tmp_path / "node-a").mkdir()
+    (tmp_path / "node-a" / "eth0.pcap").write_bytes(b"x")
+    results = {
+        "node-a": {
+            "routes": {"changed": False},
+            "armed": _loop(("node-a/eth0", {}), ("node-a/tunl0", {"failed": True, "msg": "no such device"})),
+            "stopped": _loop(("node-a/eth0", {"captured": 7, "received": 9, "dropped": 0}), ("node-a/tunl0", {})),
+        },
+        "node-b": {"routes": {"unreachable": True, "msg": "ssh: connect refused "}},
+    }
+    got = {c["key"]: c for c in capture_list(PLAN, results, str(tmp_path))}
+    assert got["node-a/eth0"] == {
+        "key": "node-a/eth0", "node": "node-a", "interface": "eth0", "file": str(tmp_path / "node-a" / "eth0.pcap"),
+        "captured": 7, "received": 9, "dropped": 0, "status": "ok", "error": None}
+    assert got["node-a/tunl0"]["status"] == "failed"
+    assert got["node-a/tunl0"]["error"] == "starting the capture failed: no such device"
+    assert got["node-b/eth0"]["status"] == "unreachable"
+    assert got["node-b/eth0"]["error"] == "node unreachable while reading routes: ssh: connect refused"
+    assert got["node-c/?"]["status"] == "unreachable"
+    assert "interface is unknown" in got["node-c/?"]["error"]
+
+
+def test_capture_list_missing_file_is_failed(tmp_path):
+    results = {"node-a": {"armed": _loop(("node-a/eth0", {})), "stopped": _loop(("node-a/eth0", {"captured": 1}))}}
+    got = capture_list({"captures": PLAN["captures"][:1]}, results, str(tmp_path))
+    assert got[0]["status"] == "failed"
+    assert got[0]["error"] == "no capture file was fetched from node-a for eth0"
