@@ -1,0 +1,221 @@
+"""Faults the lab can inject on purpose, each undoable; recorded in .lab/faults.json.
+
+kinds:
+  drop        drop one flow at a node, interface and direction (iptables in the node's netns:
+              mangle PREROUTING -i IFACE for `in`, mangle POSTROUTING -o IFACE for `out`, so
+              tcpdump on IFACE still sees an ingress packet and never sees an egress one). On
+              the underlay interface of an ipip/vxlan node the encapsulated packets are matched
+              on their inner header with xt_u32.
+  mtu         lower an interface's MTU and drop ICMP fragmentation-needed leaving the node
+              (a PMTU black hole)
+  sshd-down   stop every sshd of a node (the node is unreachable for Ansible)
+  ipipd-down  stop a node's userspace IPIP daemon (tunl0 loses its carrier)
+"""
+import ipaddress
+import json
+import os
+import subprocess
+import time
+
+import cluster
+import nsutil
+
+KINDS = ("drop", "mtu", "sshd-down", "ipipd-down")
+PROTOS = {"tcp": 6, "udp": 17, "icmp": 1}
+
+
+def _load():
+    try:
+        with open(cluster.FAULTS) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return []
+
+
+def _save(faults):
+    cluster.save_json(cluster.FAULTS, faults)
+
+
+def _iptables(netns, args, check=True):
+    argv = ["ip", "netns", "exec", netns, "iptables", "-w"] + args
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise RuntimeError("%s: %s" % (" ".join(argv), r.stderr.strip()))
+    return r.returncode == 0
+
+
+def _hex(ip):
+    return "0x%08x" % int(ipaddress.ip_address(ip))
+
+
+def _u32(base, src, dst, proto, port):
+    """xt_u32 tests on an inner IPv4 header starting at byte `base` (IHLs of 5 assumed).
+
+    Returns one expression per alternative (u32 has no OR): inner sport==port, inner dport==port.
+    """
+    tests = []
+    if src:
+        tests.append("%d=%s" % (base + 12, _hex(src)))
+    if dst:
+        tests.append("%d=%s" % (base + 16, _hex(dst)))
+    if proto:
+        tests.append("%d&0xFF=%d" % (base + 6, PROTOS[proto]))
+    if port is None:
+        return ["&&".join(tests) or "0>>32=0"]
+    return ["&&".join(tests + ["%d>>16=%d" % (base + 20, port)]), "&&".join(tests + ["%d&0xFFFF=%d" % (base + 20, port)])]
+
+
+def drop_rules(mode, iface, direction, src, dst, proto, port):
+    """iptables argument lists (without -A/-D) that drop the flow at iface/direction."""
+    if direction == "in":
+        where = ["-t", "mangle", "PREROUTING", "-i", iface]
+    else:
+        where = ["-t", "mangle", "POSTROUTING", "-o", iface]
+    rules = []
+    plain = []
+    if src:
+        plain += ["-s", src]
+    if dst:
+        plain += ["-d", dst]
+    if proto:
+        plain += ["-p", proto]
+    if port is not None:
+        if proto not in ("tcp", "udp"):
+            raise ValueError("--port needs --proto tcp or udp")
+        plain += ["-m", "multiport", "--ports", str(port)]
+    rules.append(where + plain)
+    underlay = not (iface.startswith("cali") or iface in ("tunl0", "vxlan.calico", "lo"))
+    if underlay and mode == "ipip":
+        for expr in _u32(20, src, dst, proto, port):
+            rules.append(where + ["-p", "4", "-m", "u32", "--u32", expr])
+    if underlay and mode == "vxlan":
+        for expr in _u32(50, src, dst, proto, port):
+            rules.append(where + ["-p", "udp", "--dport", "4789", "-m", "u32", "--u32", expr])
+    return rules
+
+
+def _rule_args(rule, op, tag):
+    table, chain, rest = rule[:2], rule[2], rule[3:]
+    return table + [op, chain] + rest + ["-m", "comment", "--comment", tag, "-j", "DROP"]
+
+
+def _procs(node, what):
+    return cluster.node_processes(node["init_pid"])[what]
+
+
+def _kill_and_wait(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, 15)
+        except OSError:
+            pass
+    deadline = time.monotonic() + 3
+    while any(nsutil.is_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _run_in_node(node, argv):
+    subprocess.run(cluster.nsenter_argv(node["init_pid"]) + argv, check=True, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _apply(state, node, f, undo=False):
+    kind = f["kind"]
+    tag = "hoptrace-fault-%s" % f["id"]
+    if kind == "drop":
+        for rule in drop_rules(state["mode"], f["iface"], f["dir"], f.get("src"), f.get("dst"), f.get("proto"), f.get("port")):
+            _iptables(node["netns"], _rule_args(rule, "-D" if undo else "-A", tag), check=not undo)
+    elif kind == "mtu":
+        subprocess.run(["ip", "-n", node["netns"], "link", "set", f["iface"], "mtu", str(f["old_mtu"] if undo else f["mtu"])], check=True)
+        for chain in ("OUTPUT", "FORWARD"):
+            _iptables(node["netns"], ["-t", "filter", "-D" if undo else "-A", chain, "-p", "icmp", "--icmp-type", "fragmentation-needed",
+                                      "-m", "comment", "--comment", tag, "-j", "DROP"], check=not undo)
+    elif kind == "sshd-down":
+        if undo:
+            if not _procs(node, "sshd"):
+                _run_in_node(node, [cluster.SSHD, "-f", os.path.join(cluster.LAB, "sshd_config.%s" % node["name"])])
+        else:
+            _kill_and_wait(_procs(node, "sshd"))
+    elif kind == "ipipd-down":
+        if state["mode"] != "ipip":
+            raise RuntimeError("ipipd-down needs an ipip lab")
+        if undo:
+            if not _procs(node, "ipipd"):
+                ready = os.path.join(cluster.RUN, "ipipd.%s.ready" % node["name"])
+                if os.path.exists(ready):
+                    os.unlink(ready)
+                _run_in_node(node, cluster.ipipd_argv(state, node, daemon=True))
+                deadline = time.monotonic() + 5
+                while not os.path.exists(ready) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+        else:
+            _kill_and_wait(_procs(node, "ipipd"))
+
+
+def _mtu_of(netns, iface):
+    out = subprocess.run(["ip", "-n", netns, "-j", "link", "show", "dev", iface], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)[0]["mtu"]
+
+
+def add(kind, node, iface=None, direction=None, src=None, dst=None, proto=None, port=None, mtu=None):
+    if kind not in KINDS:
+        raise ValueError("fault kind must be one of %s" % ", ".join(KINDS))
+    state, n = cluster.node_by_name(node)
+    faults = _load()
+    fid = "f%d" % (max([int(f["id"][1:]) for f in faults] or [0]) + 1)
+    f = {"id": fid, "kind": kind, "node": node}
+    if kind == "drop":
+        if not iface or direction not in ("in", "out"):
+            raise ValueError("drop needs --iface and --dir in|out")
+        if proto == "any":
+            proto = None
+        f.update({"iface": iface, "dir": direction, "src": src, "dst": dst, "proto": proto, "port": port})
+    elif kind == "mtu":
+        if not iface or not mtu:
+            raise ValueError("mtu needs --iface and --mtu")
+        f.update({"iface": iface, "mtu": int(mtu), "old_mtu": _mtu_of(n["netns"], iface)})
+    _apply(state, n, f)
+    faults.append(f)
+    _save(faults)
+    return f
+
+
+def delete(fid, quiet=False):
+    faults = _load()
+    keep, gone = [], None
+    for f in faults:
+        if f["id"] == fid:
+            gone = f
+        else:
+            keep.append(f)
+    if gone is None:
+        raise ValueError("no fault %s" % fid)
+    state, n = cluster.node_by_name(gone["node"])
+    _apply(state, n, gone, undo=True)
+    _save(keep)
+    return gone
+
+
+def clear(quiet=False):
+    faults = _load()
+    state = cluster.load_state()
+    errors = []
+    for f in reversed(faults):
+        if not state:
+            break
+        node = next((n for n in state["nodes"] if n["name"] == f["node"]), None)
+        if node is None or not nsutil.is_alive(node.get("init_pid") or -1):
+            continue
+        try:
+            _apply(state, node, f, undo=True)
+        except Exception as exc:  # noqa: BLE001 - undo the others regardless
+            errors.append("%s: %s" % (f["id"], exc))
+    if os.path.exists(cluster.FAULTS):
+        _save([])
+    if errors:
+        raise RuntimeError("; ".join(errors))
+    return faults
+
+
+def listing():
+    return _load()

@@ -1,0 +1,57 @@
+"""PID 1 of a lab node: hostname, private /tmp and /var/tmp, start the node's services, reap.
+
+Run as: unshare --pid --mount --uts --fork --mount-proc ... python3 nodeinit.py NODE SPEC.json
+SPEC.json: {"services": [argv, ...]}. Exiting (SIGTERM) kills everything in the node's
+PID namespace, which is how `lab.py down` stops a node.
+"""
+import ctypes
+import ctypes.util
+import json
+import os
+import signal
+import socket
+import sys
+
+
+def mount_tmpfs(target):
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    os.makedirs(target, exist_ok=True)
+    if libc.mount(b"tmpfs", target.encode(), b"tmpfs", 0, b"mode=1777,size=256m") != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "mount tmpfs on %s: %s" % (target, os.strerror(err)))
+
+
+def main():
+    node, spec_path = sys.argv[1], sys.argv[2]
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signal.signal(signal.SIGINT, lambda *_: os._exit(0))
+    signal.signal(signal.SIGCHLD, lambda *_: None)   # wake pause() for adopted orphans
+    socket.sethostname(node)
+    for d in ("/tmp", "/var/tmp"):
+        mount_tmpfs(d)
+    with open(spec_path) as f:
+        spec = json.load(f)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for argv in spec.get("services", []):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setsid()
+                os.dup2(devnull, 0)
+                log = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                os.dup2(log, 1)
+                os.dup2(log, 2)
+                os.execv(argv[0], argv)
+            finally:
+                os._exit(127)
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            signal.pause()
+        except InterruptedError:
+            pass
+
+
+if __name__ == "__main__":
+    main()
