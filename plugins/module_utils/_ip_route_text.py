@@ -69,7 +69,7 @@ _COMMAND_RE = re.compile(
     r"^(?:.*?[#$>]\s*)?ip\s+((?:-\S+\s+)*)(?:route|rout|rou|ro|r)"
     r"(?:\s+(?:show|list|lst|sh|ls)\b)?((?:\s+table\s+\S+)?)\s*(.*)$"
 )
-_NUMBER_RE = re.compile(r"^\d+$")
+_NUMBER_RE = re.compile(r"^-?\d+$")
 _HEXV4_RE = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}(?:/\d{1,2})?$")
 _V6_RE = re.compile(r"^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(?:%\S+)?(?:/\d{1,3})?$")
 

@@ -15,7 +15,7 @@ from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import AddressEr
 
 PROTOCOLS = ("tcp", "udp", "icmp")
 # Linux IFNAMSIZ is 16 with the NUL; VLAN (eth0.100), alias (eth0:1) and "veth@if5" spellings
-IFNAME_RE = re.compile(r"^[A-Za-z0-9_.@:-]{1,15}$")
+IFNAME_RE = re.compile(r"[A-Za-z0-9_.@:-]{1,15}")
 
 
 class ValidationError(ValueError):
@@ -54,7 +54,7 @@ def validate_proto(value):
 def validate_ifname(value, what="interface"):
     """Return an interface name that is safe to pass to tcpdump -i (no shell metacharacters)."""
     name = value if isinstance(value, str) else ""
-    if not IFNAME_RE.match(name):
+    if not IFNAME_RE.fullmatch(name):
         raise ValidationError(
             "%s name %r is not a valid Linux interface name; use 1-15 characters from "
             "A-Z a-z 0-9 _ . @ : - (no spaces, quotes or shell metacharacters)" % (what, value)
