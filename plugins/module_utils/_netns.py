@@ -28,6 +28,8 @@ CLONE_NEWNET = 0x40000000
 NAMED_DIRS = ('/var/run/netns', '/run/netns')
 RTF_UP = 0x0001
 RTF_GATEWAY = 0x0002
+RTF_REJECT = 0x0200
+RTF_LOCAL = 0x80000000
 
 ERRNO_STATUS = {
     errno.ECONNREFUSED: 'refused',
@@ -47,7 +49,7 @@ def _v4_routes(text):
     routes = []
     for line in text.splitlines()[1:]:
         f = line.split()
-        if len(f) < 8 or not int(f[3], 16) & RTF_UP:
+        if len(f) < 8 or int(f[3], 16) & (RTF_UP | RTF_REJECT) != RTF_UP:
             continue
         dest = socket.inet_ntoa(struct.pack('<I', int(f[1], 16)))
         gate = socket.inet_ntoa(struct.pack('<I', int(f[2], 16)))
@@ -65,7 +67,7 @@ def _v6_routes(text):
     routes = []
     for line in text.splitlines():
         f = line.split()
-        if len(f) < 10 or not int(f[8], 16) & RTF_UP:
+        if len(f) < 10 or int(f[8], 16) & (RTF_UP | RTF_REJECT | RTF_LOCAL) != RTF_UP:
             continue
         dest = str(ipaddress.IPv6Address(bytes.fromhex(f[0])))
         gate = str(ipaddress.IPv6Address(bytes.fromhex(f[4])))
