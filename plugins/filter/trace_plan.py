@@ -1,0 +1,101 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) hoptrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filter trace_plan: hops and captures of one flow from every node's route_info result."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleError, AnsibleFilterError
+
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.plan import build_plan
+
+DOCUMENTATION = r"""
+name: trace_plan
+author: hoptrace developers
+version_added: 0.1.0
+short_description: Plan a hop-by-hop trace of one flow from the nodes' route_info results
+description:
+  - Finds the nodes holding the source and destination pods (the node whose C(workloads) contain
+    the address), follows each node's own route for the other pod, and returns the ordered hops of
+    the request and of the response (pod veth, tunnel device, underlay NIC on each node) and one
+    capture per node and interface, with the tcpdump filter that serves both directions.
+  - The encapsulation comes from the route's device (IPIP, VXLAN, WireGuard, or none for BGP and the
+    same-subnet half of CrossSubnet); devices come from the routes and links, never assumed.
+  - A destination outside the cluster is traced to the source node's egress device.
+  - Requires the Python library C(netaddr) on the controller.
+options:
+  _input:
+    description:
+      - Dict C({inventory_hostname - route_info result}) for every node that may hold the pods.
+    type: dict
+    required: true
+  src:
+    description: Source pod IP.
+    type: str
+  dst:
+    description: Destination IP, a pod IP or an address outside the cluster.
+    type: str
+  proto:
+    description: Protocol of the flow.
+    type: str
+    choices: [tcp, udp, icmp]
+    default: tcp
+  port:
+    description: Destination port (required for tcp and udp, ignored for icmp).
+    type: int
+  flow:
+    description: The flow as one dict C({src, dst, proto, port}) instead of the separate options.
+    type: dict
+notes:
+  - The plan shape is documented in the collection's C(docs/internals.md).
+"""
+
+EXAMPLES = r"""
+- name: Plan the trace from the route_info results of all nodes
+  ansible.builtin.set_fact:
+    plan: >-
+      {{ dict(groups['nodes'] | zip(groups['nodes'] | map('extract', hostvars, 'hoptrace_route')))
+         | hoptrace.k8s.trace_plan(src='172.17.25.79', dst='172.17.25.239', proto='tcp', port=443) }}
+  run_once: true
+
+- name: Same, positional
+  ansible.builtin.set_fact:
+    plan: "{{ route_infos | hoptrace.k8s.trace_plan('172.17.25.79', '172.17.25.239', 'tcp', 443) }}"
+"""
+
+RETURN = r"""
+_value:
+  description:
+    - The plan - C(run) (the validated flow), C(src_node), C(dst_node) (none outside the cluster),
+      C(encap) and C(response_encap) (ipip, vxlan, wireguard, none or local), C(hops) (request then
+      response, each with index, direction, node, node_ip, interface, role, encap, capture),
+      C(captures) (key, node, interface, role, encap, filter, peer, vxlan_port, underlay_port,
+      link_type) and C(warnings).
+  type: dict
+"""
+
+
+def trace_plan(nodes, src=None, dst=None, proto=None, port=None, flow=None):
+    """Jinja2 entry point; errors become AnsibleFilterError."""
+    if flow is not None:
+        if not isinstance(flow, dict):
+            raise AnsibleFilterError("trace_plan: flow must be a dict with src, dst, proto and port")
+        src = src if src is not None else flow.get("src")
+        dst = dst if dst is not None else flow.get("dst")
+        proto = proto if proto is not None else flow.get("proto")
+        port = port if port is not None else flow.get("port")
+    if not src or not dst:
+        raise AnsibleFilterError("trace_plan: give src and dst (pod IPs), e.g. trace_plan(src='172.17.25.79', dst='172.17.25.239', port=443)")
+    try:
+        return build_plan(nodes, src, dst, proto or "tcp", port)
+    except ValueError as exc:
+        raise AnsibleFilterError("trace_plan: %s" % exc) from None
+    except AnsibleError as exc:
+        raise AnsibleFilterError("trace_plan: %s" % exc.message) from None
+
+
+class FilterModule(object):
+    """hoptrace trace_plan filter."""
+
+    def filters(self):
+        return {"trace_plan": trace_plan}
