@@ -1,0 +1,589 @@
+# -*- coding: utf-8 -*-
+# Copyright: hoptrace contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Correlate one flow's packets across hop captures and say where they stop.
+
+Entry point: ``analyze(plan, captures)`` -> report dict (see the RETURN of
+``plugins/modules/trace_analyze.py`` for its schema).
+
+One pass per capture file, streaming. Memory is one small dict entry per distinct
+packet (a 64-bit hash of its key -> bitmask of the captures that saw it), so a
+million-packet trace stays in tens of MiB. Data segments are also compared by TCP
+sequence coverage, because GSO/GRO can split or merge them between hops (the veth
+sees a 4096-byte segment, the underlay three 1428-byte ones); packets without
+payload (SYN, ACK, FIN, RST) never change shape and are matched one by one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils import decode as dec
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.pcapio import Capture, CaptureError
+
+SCHEMA_VERSION = 1
+SAMPLE = 512                       # packets per capture and direction kept with timestamps
+DIRECTIONS = ("request", "response")
+CTRL_BIT = 1 << 30                 # in a packet's capture bitmask: the packet has no payload
+PROTOS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
+
+ROLE_REASON = {
+    "src-veth": "the source pod's veth",
+    "tunnel-out": "routing into the tunnel",
+    "underlay-out": "encapsulation",
+    "underlay-in": "underlay network between the nodes",
+    "tunnel-in": "decapsulation",
+    "dst-veth": "delivery to the pod",
+}
+
+
+def _median(values):
+    values = sorted(values)
+    n = len(values)
+    if not n:
+        return None
+    mid = n // 2
+    return values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2.0
+
+
+def _serial_after(a, b):
+    """True when TCP sequence number a is after b (RFC 1982 arithmetic)."""
+    return a != b and ((a - b) & 0xFFFFFFFF) < 0x80000000
+
+
+class _CaptureState(object):
+    __slots__ = ("key", "node", "interface", "input", "status", "error", "count", "first", "last", "flags",
+                 "dup", "other", "undecodable", "cov", "sample", "records", "cut", "truncated_tail",
+                 "format", "linktypes", "retrans", "tsmult")
+
+    def __init__(self, key, node, interface, given):
+        self.key, self.node, self.interface, self.input = key, node, interface, given or {}
+        self.status = (given or {}).get("status") or ("ok" if given else "missing")
+        self.error = (given or {}).get("error")
+        self.count, self.first, self.last = [0, 0], [None, None], [None, None]
+        self.flags = [[0] * 64, [0] * 64]
+        self.dup, self.retrans = [0, 0], [0, 0]
+        self.other = self.undecodable = self.records = self.cut = 0
+        self.cov = [{}, {}]             # per direction: client port -> highest TCP sequence end
+        self.sample = [[], []]          # per direction: [(hash, ts_ns)] of the first SAMPLE packets
+        self.tsmult = 1000
+        self.truncated_tail = False
+        self.format = None
+        self.linktypes = []
+
+
+class Analysis(object):
+    """State of one analysis; use ``analyze()`` unless you need the pieces."""
+
+    def __init__(self, plan, captures, vxlan_ports=None):
+        self.plan = plan or {}
+        run = self.plan.get("run") or {}
+        self.run = run
+        self.src = dec.ip_key(run["src"])
+        self.dst = dec.ip_key(run["dst"])
+        proto = str(run.get("proto") or "tcp").lower()
+        self.proto = PROTOS.get(proto, 6)
+        if self.proto == 1 and len(self.src) == 16:
+            self.proto = 58
+        self.port = int(run["port"]) if run.get("port") not in (None, "") and self.proto in (6, 17) else None
+        ports = set(dec.VXLAN_PORTS)
+        for c in self.plan.get("captures") or []:
+            if c.get("vxlan_port"):
+                ports.add(int(c["vxlan_port"]))
+        for p in vxlan_ports or ():
+            ports.add(int(p))
+        self.vxlan_ports = tuple(sorted(ports))
+        self.hops = sorted(self.plan.get("hops") or [], key=lambda h: (DIRECTIONS.index(h.get("direction", "request")), h.get("index", 0)))
+        given = {c.get("key"): c for c in captures or [] if c.get("key")}
+        self.caps = []
+        self.cap_index = {}
+        for hop in self.hops:
+            key = hop.get("capture") or "%s/%s" % (hop.get("node"), hop.get("interface"))
+            if key not in self.cap_index:
+                self.cap_index[key] = len(self.caps)
+                self.caps.append(_CaptureState(key, hop.get("node"), hop.get("interface"), given.get(key)))
+        self.seen = [{}, {}]            # per direction: key hash -> bitmask of captures (+ CTRL_BIT)
+        self.first_cap = [None, None]
+        for d, name in enumerate(DIRECTIONS):
+            for hop in self.hops:
+                if hop.get("direction") == name:
+                    ci = self.cap_index[hop.get("capture") or "%s/%s" % (hop.get("node"), hop.get("interface"))]
+                    if self.caps[ci].status == "ok":
+                        self.first_cap[d] = ci
+                        break
+
+    # ------------------------------------------------------------------ scanning
+    def scan_all(self):
+        for ci, cs in enumerate(self.caps):
+            if cs.status != "ok":
+                continue
+            path = cs.input.get("file")
+            if not path or not os.path.exists(path):
+                cs.status, cs.error = "missing", "capture file not found on the controller: %s" % path
+                continue
+            try:
+                self.scan(ci, path)
+            except (CaptureError, OSError) as exc:
+                cs.status, cs.error = "failed", str(exc)
+
+    def scan(self, ci, path):
+        """Read one capture. The hot loop walks pcap records and reads header bytes in place.
+
+        Per packet: one ``unpack_from`` of the record header, one of the innermost
+        IP+TCP header at the offset the first decoded packet of the file gave (any
+        packet that does not fit that layout goes through the full decoder), one hash,
+        one dict update. Nothing else is kept per packet.
+        """
+        cs = self.caps[ci]
+        cap = Capture(path)
+        cs.format = cap.format
+        bit = 1 << ci
+        A, B, port, proto = self.src, self.dst, self.port, self.proto
+        seen0, seen1 = self.seen
+        get0, get1 = seen0.get, seen1.get
+        first = cs.first
+        samp0, samp1 = cs.sample[0].append, cs.sample[1].append
+        flags0, flags1 = cs.flags
+        cov0, cov1 = cs.cov
+        rs0 = set() if self.first_cap[0] == ci else None
+        rs1 = set() if self.first_cap[1] == ci else None
+        retrans = cs.retrans
+        dup = cs.dup
+        decode_at = dec.decode_at
+        vports = self.vxlan_ports
+        cur_lt = None
+        lay = -1          # offset of the innermost IP header for the fast path, -1: none
+        need = 0
+        unpack = None
+        b0 = None
+        other = undecodable = packets = cut = 0
+        n0 = n1 = 0
+        # current client port and highest sequence end per direction (flushed to cov on change)
+        conn0 = conn1 = None
+        end0 = end1 = 0
+        tail = b""
+        for data, linktype, runpack, mult in cap.chunks():
+            if linktype != cur_lt:
+                cur_lt, lay, tail = linktype, -1, b""
+            buf = tail + data if tail else data
+            bend = len(buf)
+            roff = 0
+            while roff + 16 <= bend:
+                sec, frac, incl, orig = runpack(buf, roff)
+                off = roff + 16
+                if off + incl > bend:
+                    break
+                roff = off + incl
+                packets += 1
+                if incl < orig:
+                    cut += 1
+                t = None
+                if lay >= 0 and incl >= need:
+                    t = unpack(buf, off + lay)
+                    if t[0] != b0 or t[3] != 6 or not ((t[4] == A and t[5] == B) or (t[4] == B and t[5] == A)):
+                        t = None
+                if t is None:
+                    # slow path: full decode (first packet, other layouts, other traffic)
+                    d = decode_at(buf, off, incl, linktype, vports)
+                    if d is None:
+                        undecodable += 1
+                        continue
+                    t = d.key
+                    if t[3] != proto or not ((t[4] == A and t[5] == B) or (t[4] == B and t[5] == A)):
+                        other += 1
+                        continue
+                    if d.fast:
+                        lay, b0 = d.inner_offset, t[0]
+                        st = dec.TCP4 if b0 >> 4 == 4 else dec.TCP6
+                        unpack, need = st.unpack_from, lay + st.size
+                if proto == 6:
+                    of = t[10]
+                    plen = (t[1] - ((t[0] & 15) << 2) if t[0] < 0x60 else t[2]) - ((of >> 12) << 2)
+                else:
+                    of = 0
+                    plen = dec.payload_len(t)
+                h = hash(t)
+                if t[4] == A:
+                    if port is not None and t[7] != port:
+                        other += 1
+                        continue
+                    m = get0(h, 0)
+                    if m & bit:
+                        dup[0] += 1
+                    else:
+                        seen0[h] = m | bit if plen else m | bit | CTRL_BIT
+                    n0 += 1
+                    if n0 <= SAMPLE:
+                        samp0((h, sec * 1000000000 + frac * mult))
+                    flags0[of & 63] += 1
+                    if proto == 6:
+                        end = (t[8] + plen + (of & 3)) & 0xFFFFFFFF
+                        if t[6] != conn0:
+                            if conn0 is not None:
+                                cov0[conn0] = end0
+                            conn0 = t[6]
+                            end0 = cov0.get(conn0, end)
+                        if ((end - end0) & 0xFFFFFFFF) < 0x80000000:
+                            end0 = end
+                        if rs0 is not None and (plen or of & 3):
+                            rk = hash((t[6], t[8], plen, of & 7))
+                            if rk in rs0:
+                                retrans[0] += 1
+                            else:
+                                rs0.add(rk)
+                else:
+                    if port is not None and t[6] != port:
+                        other += 1
+                        continue
+                    m = get1(h, 0)
+                    if m & bit:
+                        dup[1] += 1
+                    else:
+                        seen1[h] = m | bit if plen else m | bit | CTRL_BIT
+                    n1 += 1
+                    if n1 <= SAMPLE:
+                        samp1((h, sec * 1000000000 + frac * mult))
+                    flags1[of & 63] += 1
+                    if proto == 6:
+                        end = (t[8] + plen + (of & 3)) & 0xFFFFFFFF
+                        if t[7] != conn1:
+                            if conn1 is not None:
+                                cov1[conn1] = end1
+                            conn1 = t[7]
+                            end1 = cov1.get(conn1, end)
+                        if ((end - end1) & 0xFFFFFFFF) < 0x80000000:
+                            end1 = end
+                        if rs1 is not None and (plen or of & 3):
+                            rk = hash((t[7], t[8], plen, of & 7))
+                            if rk in rs1:
+                                retrans[1] += 1
+                            else:
+                                rs1.add(rk)
+            tail = buf[roff:]
+            if cur_lt is not None:
+                cs.tsmult = mult
+        cap.finish(tail, packets, cut)
+        if conn0 is not None:
+            cov0[conn0] = end0
+        if conn1 is not None:
+            cov1[conn1] = end1
+        for d, samples in enumerate(cs.sample):
+            if samples:
+                first[d] = samples[0][1]
+        cs.count[0], cs.count[1] = n0, n1
+        cs.other, cs.undecodable = other, undecodable
+        cs.records, cs.cut, cs.truncated_tail = cap.packets, cap.cut, cap.truncated_tail
+        cs.linktypes = sorted({i["linktype"] for i in cap.interfaces})
+
+    # ------------------------------------------------------------------ results
+    def distinct(self, d):
+        """Distinct packets of direction d seen on any hop."""
+        return len(self.seen[d])
+
+    def hop_rows(self):
+        rows = []
+        for hop in self.hops:
+            d = DIRECTIONS.index(hop.get("direction", "request"))
+            ci = self.cap_index[hop.get("capture") or "%s/%s" % (hop.get("node"), hop.get("interface"))]
+            cs = self.caps[ci]
+            flags = {}
+            if cs.status == "ok" and self.proto == 6:
+                for fbits, n in enumerate(cs.flags[d]):
+                    if n:
+                        flags[dec.flag_names(fbits)] = flags.get(dec.flag_names(fbits), 0) + n
+            rows.append({
+                "index": hop.get("index"), "direction": hop.get("direction"), "node": hop.get("node"),
+                "interface": hop.get("interface"), "role": hop.get("role"), "encap": hop.get("encap") or "none",
+                "capture": cs.key, "_ci": ci, "_d": d,
+                "packets": cs.count[d] if cs.status == "ok" else None,
+                "first_seen": cs.first[d] / 1e9 if cs.first[d] is not None else None,
+                "flags": flags,
+                "dropped": int(cs.input.get("dropped") or 0),
+                "retransmissions": cs.retrans[d] if cs.status == "ok" else None,
+                "duplicates": cs.dup[d] if cs.status == "ok" else None,
+            })
+        return rows
+
+    def classify(self, rows):
+        """Set status, lost_from_previous, bytes_short and last_hop_of on each row, per direction."""
+        for d, name in enumerate(DIRECTIONS):
+            path = [r for r in rows if r["direction"] == name]
+            masks = Counter(self.seen[d].values())      # distinct bitmasks are few
+            prev = None
+            for i, r in enumerate(path):
+                r["lost_from_previous"] = 0
+                r["bytes_short"] = 0
+                r["status"] = "unknown"
+                if self.caps[r["_ci"]].status != "ok":
+                    continue
+                earlier = any(p["packets"] for p in path[:i])
+                later = any(p["packets"] for p in path[i + 1:])
+                if not r["packets"]:
+                    r["status"] = "missed" if later else ("LOST" if earlier else "none")
+                    if r["status"] == "none":
+                        prev = None
+                    continue
+                r["status"] = "seen"
+                if prev is not None:
+                    pbit, cbit = 1 << prev["_ci"], 1 << r["_ci"]
+                    lost = [(m, n) for m, n in masks.items() if m & pbit and not m & cbit]
+                    r["lost_from_previous"] = sum(n for _m, n in lost)
+                    lost_ctrl = sum(n for m, n in lost if m & CTRL_BIT)
+                    r["bytes_short"] = self._bytes_short(prev, r, d)
+                    if lost_ctrl or r["bytes_short"]:
+                        r["status"] = "partial"
+                prev = r
+            # the last captured hop each packet reached
+            order = [r for r in path if self.caps[r["_ci"]].status == "ok"]
+            for r in path:
+                r["last_hop_of"] = 0
+            for m, n in masks.items():
+                for r in reversed(order):
+                    if m & (1 << r["_ci"]):
+                        r["last_hop_of"] += n
+                        break
+        return rows
+
+    def _bytes_short(self, prev, cur, d):
+        if self.proto != 6:
+            return 0
+        pc, cc = self.caps[prev["_ci"]].cov[d], self.caps[cur["_ci"]].cov[d]
+        short = 0
+        for conn, end in pc.items():
+            got = cc.get(conn)
+            if got is None:
+                continue          # a connection absent here shows up as lost packets instead
+            if _serial_after(end, got):
+                short += (end - got) & 0xFFFFFFFF
+        return short
+
+    def timing(self, rows):
+        """Delays between consecutive seen hops (median over sampled packets), clock offset."""
+        per_dir = []
+        for d in (0, 1):
+            table = {}
+            for ci, cs in enumerate(self.caps):
+                for h, ts in cs.sample[d]:
+                    table.setdefault(h, {}).setdefault(ci, ts)
+            per_dir.append(table)
+        offset = self._clock_offset(rows, per_dir)
+        b_node = self.plan.get("dst_node")
+        a_node = self.plan.get("src_node")
+        for d, name in enumerate(DIRECTIONS):
+            path = [r for r in rows if r["direction"] == name]
+            prev = None
+            since = 0.0
+            raw_since = 0.0
+            for r in path:
+                r["delay_ms"] = r["since_first_ms"] = r["raw_delay_ms"] = None
+                if not r["packets"]:
+                    continue
+                if prev is None:
+                    r["delay_ms"] = r["raw_delay_ms"] = r["since_first_ms"] = 0.0
+                    prev = r
+                    continue
+                deltas = [v[r["_ci"]] - v[prev["_ci"]] for v in per_dir[d].values() if r["_ci"] in v and prev["_ci"] in v]
+                raw = _median(deltas) if deltas else (
+                    self.caps[r["_ci"]].first[d] - self.caps[prev["_ci"]].first[d])
+                raw_ms = raw / 1e6
+                corr = raw_ms
+                if offset is not None and prev["node"] != r["node"]:
+                    if prev["node"] == a_node and r["node"] == b_node:
+                        corr = raw_ms - offset
+                    elif prev["node"] == b_node and r["node"] == a_node:
+                        corr = raw_ms + offset
+                since += corr
+                raw_since += raw_ms
+                r["raw_delay_ms"] = round(raw_ms, 6)
+                r["delay_ms"] = round(corr, 6)
+                r["since_first_ms"] = round(since, 6)
+                prev = r
+        return offset
+
+    def _clock_offset(self, rows, per_dir):
+        a_node, b_node = self.plan.get("src_node"), self.plan.get("dst_node")
+        if not a_node or not b_node or a_node == b_node:
+            return None
+
+        def find(direction, role):
+            for r in rows:
+                if r["direction"] == direction and r["role"] == role and r["packets"]:
+                    return r["_ci"]
+            return None
+        out_a, in_b = find("request", "underlay-out"), find("request", "underlay-in")
+        out_b, in_a = find("response", "underlay-out"), find("response", "underlay-in")
+        if None in (out_a, in_b, out_b, in_a):
+            return None
+        d1 = [v[in_b] - v[out_a] for v in per_dir[0].values() if in_b in v and out_a in v]
+        d2 = [v[in_a] - v[out_b] for v in per_dir[1].values() if in_a in v and out_b in v]
+        if not d1 or not d2:
+            return None
+        # minimum one-way times: the least queued packets; offset of dst_node's clock vs src_node's
+        return round((min(d1) - min(d2)) / 2.0 / 1e6, 6)
+
+
+def _hop_name(r):
+    return "%s %s" % (r["node"], r["interface"])
+
+
+def _reason(r, encap):
+    role = r.get("role")
+    if role == "underlay-out" and encap in ("none", None):
+        return "routing to the underlay"
+    if role in ("src-veth", "dst-veth") and r.get("direction") == "response" and role == "src-veth":
+        return "delivery to the source pod"
+    return ROLE_REASON.get(role, role or "this hop")
+
+
+def verdict(rows, caps, plan):
+    """Plain-words verdict; returns (text, healthy, notes)."""
+    encap = plan.get("encap")
+    notes = []
+    dirs = {}
+    for name in DIRECTIONS:
+        path = [r for r in rows if r["direction"] == name]
+        seen_any = any(r["packets"] for r in path)
+        stop = next((r for r in path if r["status"] in ("LOST", "partial")), None)
+        dirs[name] = (path, seen_any, stop)
+    parts = []
+    healthy = False
+    req_path, req_any, req_stop = dirs["request"]
+    resp_path, resp_any, resp_stop = dirs["response"]
+
+    def stop_text(name, path, stop):
+        idx = path.index(stop)
+        before = [r for r in path[:idx] if r["packets"]]
+        prev = before[-1] if before else None
+        gap = [r for r in path[path.index(prev) + 1 if prev else 0:idx] if r["status"] == "unknown"]
+        if stop["status"] == "LOST":
+            text = "%s reached %s and was not seen on %s (%s)" % (name, _hop_name(prev), _hop_name(stop), _reason(stop, encap))
+        elif stop["bytes_short"]:
+            text = "%s data stopped between %s and %s: %d bytes seen on %s never reached %s (%s)" % (
+                name, _hop_name(prev), _hop_name(stop), stop["bytes_short"], _hop_name(prev), _hop_name(stop), _reason(stop, encap))
+        else:
+            text = "%d %s packet(s) reached %s but were not seen on %s (%s)" % (
+                stop["lost_from_previous"], name, _hop_name(prev), _hop_name(stop), _reason(stop, encap))
+        if gap:
+            text += "; %s in between was not captured, so the loss is somewhere from %s on" % (
+                ", ".join(_hop_name(g) for g in gap), _hop_name(prev))
+        if stop["dropped"]:
+            text += "; uncertain: tcpdump on %s reported %d kernel drops" % (_hop_name(stop), stop["dropped"])
+        return text
+
+    if not req_any:
+        known = [r for r in req_path if r["status"] != "unknown"]
+        if known:
+            parts.append("the request was not seen on any hop (first: %s): nothing of this flow left the source pod" % _hop_name(known[0]))
+        else:
+            parts.append("no hop of the request could be captured")
+    elif req_stop is not None:
+        parts.append(stop_text("request", req_path, req_stop))
+    elif not resp_any:
+        last = [r for r in req_path if r["packets"]][-1]
+        if any(r["status"] != "unknown" for r in resp_path):
+            parts.append("the destination pod never answered: the request reached %s but no response was seen on any hop" % _hop_name(last))
+        else:
+            parts.append("the request reached %s; no hop of the response could be captured" % _hop_name(last))
+    elif resp_stop is not None:
+        parts.append(stop_text("response", resp_path, resp_stop))
+    else:
+        healthy = True
+        parts.append("every hop saw the request and the response")
+    for r in rows:
+        if r["status"] == "missed":
+            notes.append("%s %s saw nothing although later hops did: check that capture (interface, filter)" % (r["direction"], _hop_name(r)))
+    unknown = []
+    for cs in caps:
+        if cs.status != "ok":
+            unknown.append("%s (%s%s)" % (cs.key, cs.status, ": %s" % cs.error if cs.error else ""))
+    if unknown:
+        parts.append("incomplete: no capture from %s" % ", ".join(unknown))
+    dropped = [(r["capture"], r["dropped"]) for r in rows if r["dropped"]]
+    seen_caps = set()
+    drops = []
+    for key, n in dropped:
+        if key not in seen_caps:
+            seen_caps.add(key)
+            drops.append("%s dropped %d" % (key, n))
+    if drops:
+        notes.append("tcpdump reported kernel drops (%s): the verdict is uncertain there" % ", ".join(drops))
+        if healthy is False and "uncertain" not in parts[0]:
+            parts.append("uncertain: tcpdump dropped packets (%s)" % ", ".join(drops))
+    return "; ".join(parts), healthy, notes
+
+
+def analyze(plan, captures, vxlan_ports=None):
+    """Analyse the captures of one trace.
+
+    ``plan``: the trace plan (``run``, ``hops``, ``captures``, ``src_node``, ``dst_node``, ``encap``).
+    ``captures``: ``[{key, node, interface, file, captured, received, dropped, status, error}]``;
+    a hop whose capture is missing or not ``ok`` is reported ``unknown``.
+    Returns the report dict (schema in the trace_analyze RETURN docs).
+    """
+    an = Analysis(plan, captures, vxlan_ports)
+    an.scan_all()
+    rows = an.classify(an.hop_rows())
+    offset = an.timing(rows)
+    text, healthy, notes = verdict(rows, an.caps, an.plan)
+    directions = {}
+    for d, name in enumerate(DIRECTIONS):
+        path = [r for r in rows if r["direction"] == name]
+        seen_rows = [r for r in path if r["packets"]]
+        stop = next((r for r in path if r["status"] in ("LOST", "partial")), None)
+        first_cap = an.first_cap[d]
+        directions[name] = {
+            "packets": an.distinct(d),
+            "status": "none" if not seen_rows else ("lost" if stop and stop["status"] == "LOST" else ("partial" if stop else "ok")),
+            "reached": _hop_name(seen_rows[-1]) if seen_rows else None,
+            "stopped_at": _hop_name(stop) if stop else None,
+            "retransmissions": an.caps[first_cap].retrans[d] if first_cap is not None else 0,
+        }
+    uncertain = any(r["dropped"] for r in rows)
+    a_node, b_node = an.plan.get("src_node"), an.plan.get("dst_node")
+    clock = {"reference": a_node, "other": b_node if b_node != a_node else None, "offset_ms": offset,
+             "corrected": offset is not None,
+             "method": "((t_in_b - t_out_a) - (t_in_a - t_out_b)) / 2 on the underlay hops, minimum one-way times"}
+    if offset is not None:
+        notes.append("delays across nodes corrected for a clock offset of %s vs %s: %+.3f ms (estimated from the flow)" % (b_node, a_node, offset))
+    hops = []
+    for r in rows:
+        hop = {k: v for k, v in r.items() if not k.startswith("_")}
+        hop["summary"] = _summary(r)
+        hops.append(hop)
+    caps = []
+    for cs in an.caps:
+        caps.append({
+            "key": cs.key, "node": cs.node, "interface": cs.interface, "status": cs.status, "error": cs.error,
+            "file": cs.input.get("file"), "format": cs.format, "linktypes": cs.linktypes, "records": cs.records,
+            "matched": cs.count[0] + cs.count[1], "other": cs.other, "undecodable": cs.undecodable,
+            "snaplen_cut": cs.cut, "truncated_tail": cs.truncated_tail,
+            "captured": cs.input.get("captured"), "received": cs.input.get("received"), "dropped": cs.input.get("dropped"),
+        })
+    return {
+        "schema": SCHEMA_VERSION,
+        "run": dict(an.run),
+        "src_node": a_node, "dst_node": b_node, "encap": an.plan.get("encap"),
+        "healthy": healthy,
+        "complete": all(cs.status == "ok" for cs in an.caps),
+        "uncertain": uncertain,
+        "verdict": text,
+        "notes": notes,
+        "directions": directions,
+        "clock": clock,
+        "hops": hops,
+        "captures": caps,
+    }
+
+
+_FLAG_ORDER = ["SYN", "SYN+ACK", "PSH+ACK", "ACK", "FIN+ACK", "FIN+PSH+ACK", "RST", "RST+ACK"]
+
+
+def _summary(r):
+    """What a hop saw, short: 'SYN', 'SYN ACK PSH+ACK', '-'."""
+    if not r.get("packets"):
+        return "-"
+    if not r["flags"]:
+        return "%d pkt" % r["packets"]
+    names = sorted(r["flags"], key=lambda k: (_FLAG_ORDER.index(k) if k in _FLAG_ORDER else len(_FLAG_ORDER), k))
+    return " ".join(names[:3]) + (" .." if len(names) > 3 else "")

@@ -1,0 +1,160 @@
+# -*- coding: utf-8 -*-
+# Copyright: hoptrace contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Render a trace report: the terminal hop table, report.md and report.json.
+
+Pure functions over the report dict made by ``analysis.analyze()``; the
+``trace_report`` callback and the ``trace_analyze`` action only call these.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+
+ANSI = {"green": "\033[32m", "red": "\033[31m", "yellow": "\033[33m", "dim": "\033[2m", "bold": "\033[1m", "reset": "\033[0m"}
+STATUS_COLOR = {"seen": "green", "LOST": "red", "partial": "yellow", "unknown": "yellow", "missed": "yellow", "none": "dim"}
+STATUS_TEXT = {"seen": "seen", "LOST": "LOST", "partial": "PART", "unknown": "unknown", "missed": "missed", "none": "-"}
+
+
+def _paint(text, color, on):
+    if not on or not color:
+        return text
+    return ANSI[color] + text + ANSI["reset"]
+
+
+def _clip(text, width):
+    text = str(text)
+    return text if len(text) <= width else text[:max(1, width - 1)] + "~"
+
+
+def _delay(hop):
+    value = hop.get("since_first_ms")
+    if value is None:
+        return ""
+    return "%+.3f ms" % value
+
+
+def _interface(hop):
+    encap = hop.get("encap")
+    return "%s (%s)" % (hop.get("interface"), encap) if encap and encap != "none" else str(hop.get("interface"))
+
+
+def _seen(hop):
+    if hop.get("packets") is None:
+        return ""
+    return hop.get("summary") or "-"
+
+
+def _title(report):
+    run = report.get("run") or {}
+    where = run.get("dst") or "?"
+    if run.get("port"):
+        where = "%s:%s" % (where, run["port"])
+    nodes = report.get("src_node") or "?"
+    if report.get("dst_node") and report.get("dst_node") != report.get("src_node"):
+        nodes += " -> %s" % report["dst_node"]
+    return "hoptrace: %s %s -> %s (%s, %s)" % (run.get("proto") or "tcp", run.get("src") or "?", where, report.get("encap") or "?", nodes)
+
+
+def render_table(report, width=80, color=False, run_dir=None):
+    """The hop table and verdict as printed at the end of the play; a list of lines.
+
+    Fits ``width`` columns (interface and "seen" columns shrink first); ANSI colours only
+    when ``color`` is true.
+    """
+    hops = report.get("hops") or []
+    width = max(60, int(width or 80))
+    w_node = min(14, max([4] + [len(str(h.get("node"))) for h in hops]))
+    w_if = min(24, max([9] + [len(_interface(h)) for h in hops]))
+    w_pk = max(4, max([len(str(h.get("packets"))) for h in hops if h.get("packets") is not None] or [1]))
+    w_st, w_dl = 7, 11
+    fixed = 8 + 1 + 2 + 1 + w_node + 1 + 1 + w_pk + 1 + 1 + w_st + 1 + w_dl
+    w_seen = max(5, min(16, width - fixed - w_if - 1))
+    if fixed + w_if + 1 + w_seen > width:
+        w_if = max(8, width - fixed - 1 - w_seen)
+    lines = [_clip(_title(report), width)]
+    fmt = "%-8s %2s %-{n}s %-{i}s %{p}s %-{s}s %-{t}s %{d}s".format(n=w_node, i=w_if, p=w_pk, s=w_seen, t=w_st, d=w_dl)
+    lines.append(_paint((fmt % ("dir", "#", "node", "interface", "pkts", "seen", "status", "delay")).rstrip(), "dim", color))
+    for hop in hops:
+        status = hop.get("status") or "unknown"
+        st_text = STATUS_TEXT.get(status, status)
+        pk = "" if hop.get("packets") is None else str(hop.get("packets"))
+        line = fmt % (hop.get("direction"), hop.get("index"), _clip(hop.get("node"), w_node), _clip(_interface(hop), w_if), pk,
+                      _clip(_seen(hop), w_seen), st_text, _delay(hop))
+        line = line.rstrip()
+        if color:
+            # colour the status word only; the padding is already computed on plain text
+            pre = fmt % (hop.get("direction"), hop.get("index"), _clip(hop.get("node"), w_node), _clip(_interface(hop), w_if), pk,
+                         _clip(_seen(hop), w_seen), "", "")
+            pre = pre[:len(pre) - w_st - 1 - w_dl]
+            line = (pre + _paint(st_text.ljust(w_st), STATUS_COLOR.get(status), True) + " " + _delay(hop).rjust(w_dl)).rstrip()
+        lines.append(line)
+    verdict = "verdict: %s" % (report.get("verdict") or "none")
+    vcolor = "green" if report.get("healthy") else "red"
+    for i, part in enumerate(textwrap.wrap(verdict, width, subsequent_indent="  ") or [verdict]):
+        lines.append(_paint(part, vcolor if i == 0 else None, color) if i == 0 else part)
+    for note in report.get("notes") or []:
+        lines.extend(textwrap.wrap("note: %s" % note, width, subsequent_indent="  "))
+    if run_dir:
+        lines.extend(textwrap.wrap("files: %s" % run_dir, width, subsequent_indent="  ", break_long_words=False))
+    return lines
+
+
+def render_markdown(report):
+    """report.md: a table and the verdict, ready to paste into a ticket."""
+    out = ["# %s" % _title(report).replace("hoptrace: ", "hoptrace trace: "), ""]
+    out.append("**Verdict:** %s" % report.get("verdict"))
+    out.append("")
+    out.append("healthy: %s, complete: %s, uncertain: %s" % (
+        str(bool(report.get("healthy"))).lower(), str(bool(report.get("complete"))).lower(), str(bool(report.get("uncertain"))).lower()))
+    out.append("")
+    out.append("| direction | # | node | interface | role | encap | packets | seen | status | delay from first hop |")
+    out.append("| --- | ---: | --- | --- | --- | --- | ---: | --- | --- | ---: |")
+    for h in report.get("hops") or []:
+        out.append("| %s | %s | %s | `%s` | %s | %s | %s | %s | %s | %s |" % (
+            h.get("direction"), h.get("index"), h.get("node"), h.get("interface"), h.get("role") or "", h.get("encap") or "none",
+            "" if h.get("packets") is None else h.get("packets"), _seen(h), h.get("status"), _delay(h)))
+    notes = list(report.get("notes") or [])
+    if notes:
+        out.append("")
+        out.append("Notes:")
+        out.append("")
+        out.extend("- %s" % n for n in notes)
+    caps = report.get("captures") or []
+    if caps:
+        out.append("")
+        out.append("| capture | status | records | matched | tcpdump dropped | snaplen-cut | file cut short |")
+        out.append("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+        for c in caps:
+            status = c.get("status") if not c.get("error") else "%s: %s" % (c.get("status"), c.get("error"))
+            out.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+                c.get("key"), status.replace("|", "/"), c.get("records"), c.get("matched"), c.get("dropped") if c.get("dropped") is not None else "",
+                c.get("snaplen_cut"), "yes" if c.get("truncated_tail") else "no"))
+    out.append("")
+    return "\n".join(out)
+
+
+def report_from_plan(plan, reason):
+    """What is known when the play failed before the analysis: the plan's hops, all unknown."""
+    plan = plan or {}
+    hops = []
+    for h in plan.get("hops") or []:
+        hops.append({"index": h.get("index"), "direction": h.get("direction"), "node": h.get("node"), "interface": h.get("interface"),
+                     "role": h.get("role"), "encap": h.get("encap"), "capture": h.get("capture"), "status": "unknown", "packets": None})
+    return {"run": plan.get("run") or {}, "src_node": plan.get("src_node"), "dst_node": plan.get("dst_node"), "encap": plan.get("encap"),
+            "healthy": False, "complete": False, "uncertain": True, "hops": hops, "notes": [],
+            "verdict": "no verdict: %s" % reason}
+
+
+def write_report_files(report, output_dir):
+    """Write report.json and report.md into output_dir; return their paths."""
+    os.makedirs(output_dir, exist_ok=True)
+    paths = {"json": os.path.join(output_dir, "report.json"), "markdown": os.path.join(output_dir, "report.md")}
+    with open(paths["json"], "w") as f:
+        json.dump(report, f, indent=2, sort_keys=True)
+        f.write("\n")
+    with open(paths["markdown"], "w") as f:
+        f.write(render_markdown(report))
+    return paths
