@@ -26,6 +26,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # noqa: UP001 - ansible-test boilerplate
 
+# `ip route <verb>` commands in a paste that print no routes of their own
+_NOT_A_LISTING = ("get", "add", "del", "delete", "change", "replace", "append", "flush", "save", "restore", "help")
+
 import re
 
 ROUTE_TYPES = (
@@ -268,8 +271,7 @@ def parse_ip_route(text, family=None, strict=False):
             table_clause = (command.group(2) or "").split()
             current_table = table_clause[1] if len(table_clause) == 2 and table_clause[1] != "all" else None
             rest = command.group(3)
-            if not rest or rest.split()[0] in ("get", "add", "del", "delete", "change", "replace",
-                                                "append", "flush", "save", "restore", "help"):
+            if not rest or rest.split()[0] in _NOT_A_LISTING:
                 continue
             stripped = rest
             line = rest

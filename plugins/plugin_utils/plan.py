@@ -100,7 +100,7 @@ def node_workloads(node):
             continue
         if link_kind(node, route["dev"]) != "veth":
             continue
-        found.append({"ip": dst.split("/")[0], "dev": route["dev"]})
+        found.append({"ip": dst.split("/", maxsplit=1)[0], "dev": route["dev"]})
     return found
 
 
@@ -129,7 +129,7 @@ def _first_egress(node_name, route, address, warnings):
     pairs = [p for p in route_egress(route) if p[1]]
     if not pairs:
         return None, None
-    if len({dev for _, dev in pairs}) > 1:
+    if len({pair[1] for pair in pairs}) > 1:
         warnings.append(
             "%s reaches %s over a multipath route (%s); tracing the first path only"
             % (node_name, address, ", ".join("%s via %s" % (dev, gw) for gw, dev in pairs))
@@ -259,7 +259,7 @@ def _leg(nodes, a_name, b_name, to_ip, warnings):
         leg["underlay_in"] = None
     if not leg["underlay_in"]:
         if a_ip:
-            leg["underlay_in"], _ = _underlay_dev(b_name, b, a_ip)
+            leg["underlay_in"] = _underlay_dev(b_name, b, a_ip)[0]
         else:
             raise PlanError("cannot tell %s's underlay address: its route_info result has no node_ips" % a_name)
     return leg

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # ansible-test must run from .../ansible_collections/hoptrace/k8s: copy the tracked
 # tree there (a symlink would resolve back to the repo root) and run sanity.
+# Copied is what the collection ships (galaxy.yml's build_ignore) plus tests/unit and
+# tests/sanity; the lab, the pytest-driven integration/e2e suites and the benchmarks are
+# project tooling run by `make test` itself, not collection content (ansible-test would
+# read tests/integration as its own integration targets).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dest="$root/.build/ansible_collections/hoptrace/k8s"
@@ -8,6 +12,7 @@ rm -rf "$dest"; mkdir -p "$dest"
 cd "$root"
 git ls-files -co --exclude-standard -z | while IFS= read -r -d '' f; do
   [ -e "$f" ] || continue
+  case "$f" in tests/lab/*|tests/integration/*|tests/e2e/*|benchmarks/*|.ci/*) continue ;; esac
   mkdir -p "$dest/$(dirname "$f")"; cp -p "$f" "$dest/$f"
 done
 cd "$dest"
