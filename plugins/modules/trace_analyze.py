@@ -1,0 +1,290 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: hoptrace contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# This file is documentation only: the action plugin plugins/action/trace_analyze.py runs on the controller.
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: trace_analyze
+short_description: Say where one traced flow's packets stopped, from the hop captures
+version_added: 0.1.0
+description:
+  - Runs on the controller (action plugin). Reads every hop's capture (pcap or pcapng, any
+    of Ethernet, raw IP, Linux cooked v1/v2 link types), decodes outer and inner headers
+    (VLAN, IPIP, IPv6-in-IPv4, VXLAN, Geneve), keeps the traced flow's packets in both
+    directions and matches each packet across hops.
+  - Per hop and direction it reports the packets seen, first-seen time and delay from the
+    previous hop; per direction the hop where packets stopped; a verdict in plain words.
+  - Hops whose capture is missing, C(unreachable) or C(failed) are C(unknown), not lost, and
+    the verdict says it is incomplete; kernel drops reported by tcpdump make it uncertain.
+  - Across two nodes the clock offset is estimated from the flow itself (request/response
+    symmetry on the underlay hops) and delays are corrected, which the report says.
+  - Writes C(report.json), C(report.md) and C(trace.pcapng) (one interface per capture, named
+    like C(node-b/tunl0)) into O(output_dir).
+author:
+  - hoptrace contributors
+requirements:
+  - dpkt >= 1.9.8 on the controller
+options:
+  plan:
+    description:
+      - The trace plan (output of the C(hoptrace.k8s.trace_plan) filter) with C(run), C(hops),
+        C(captures), C(src_node), C(dst_node), C(encap). See docs/internals.md.
+    type: dict
+    required: true
+  captures:
+    description:
+      - One entry per capture as collected on the controller.
+      - Captures of the plan that are not listed here are reported C(unknown).
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      key:
+        description: Capture key of the plan, C(node/interface).
+        type: str
+        required: true
+      node:
+        description: Inventory hostname of the node.
+        type: str
+      interface:
+        description: Interface captured.
+        type: str
+      file:
+        description: Local path of the fetched pcap on the controller.
+        type: path
+      captured:
+        description: Packets tcpdump reported captured.
+        type: int
+      received:
+        description: Packets tcpdump reported received by the filter.
+        type: int
+      dropped:
+        description: Packets tcpdump reported dropped by the kernel.
+        type: int
+        default: 0
+      status:
+        description: Whether the capture could be taken and fetched.
+        type: str
+        choices: [ok, unreachable, failed]
+        default: ok
+      error:
+        description: Why the capture is not C(ok).
+        type: str
+  output_dir:
+    description: Run folder where the reports and the merged pcapng are written (created if needed).
+    type: path
+    required: true
+  merge_pcapng:
+    description: Write C(trace.pcapng), all captures merged in time order.
+    type: bool
+    default: true
+  vxlan_ports:
+    description: UDP ports decoded as VXLAN besides 4789, 8472 and the plan's C(vxlan_port).
+    type: list
+    elements: int
+    default: []
+notes:
+  - Packets are matched by inner addresses, ports, IP id, TCP seq/ack/flags and length (TTL and
+    checksums change between hops and are ignored). Data segments that GSO/GRO split or merge
+    between hops are compared by TCP sequence coverage instead.
+  - Timestamps of different nodes come from different clocks; see RV(report.clock).
+seealso:
+  - module: hoptrace.k8s.capture
+'''
+
+EXAMPLES = r'''
+- name: Analyse the captures of this run
+  hoptrace.k8s.trace_analyze:
+    plan: "{{ hoptrace_plan }}"
+    captures: "{{ hoptrace_captures }}"
+    output_dir: "{{ hoptrace_run_dir }}"
+  register: hoptrace_result
+
+- name: Fail the play when the flow is broken
+  ansible.builtin.assert:
+    that: hoptrace_result.healthy
+    fail_msg: "{{ hoptrace_result.verdict }}"
+'''
+
+RETURN = r'''
+healthy:
+  description: Both directions reached their last captured hop and nothing was lost on the way.
+  returned: always
+  type: bool
+verdict:
+  description: Where the packets stopped, in plain words.
+  returned: always
+  type: str
+  sample: "request reached node-b eth0 and was not seen on node-b tunl0 (decapsulation)"
+files:
+  description: Paths written.
+  returned: always
+  type: dict
+  contains:
+    json:
+      description: report.json
+      type: path
+    markdown:
+      description: report.md
+      type: path
+    pcapng:
+      description: trace.pcapng (absent when O(merge_pcapng=false)).
+      type: path
+report:
+  description: The whole report, also written as report.json.
+  returned: always
+  type: dict
+  contains:
+    schema:
+      description: Version of this schema.
+      type: int
+      sample: 1
+    run:
+      description: The flow traced, from the plan (C(src), C(dst), C(proto), C(port)).
+      type: dict
+    src_node:
+      description: Node of the source pod.
+      type: str
+    dst_node:
+      description: Node of the destination pod (null outside the cluster).
+      type: str
+    encap:
+      description: Encapsulation of the path.
+      type: str
+    healthy:
+      description: As RV(healthy).
+      type: bool
+    complete:
+      description: Every capture of the plan could be read.
+      type: bool
+    uncertain:
+      description: tcpdump reported kernel drops on some capture.
+      type: bool
+    verdict:
+      description: As RV(verdict).
+      type: str
+    notes:
+      description: Remarks (clock correction, hops that missed packets later hops saw, drops).
+      type: list
+      elements: str
+    directions:
+      description: Per direction (C(request), C(response)).
+      type: dict
+      contains:
+        packets:
+          description: Distinct packets of that direction seen on any hop.
+          type: int
+        status:
+          description: C(ok), C(lost), C(partial) or C(none) (never seen).
+          type: str
+        reached:
+          description: Last hop (C(node interface)) that saw packets of that direction.
+          type: str
+        stopped_at:
+          description: First hop where packets were lost, or null.
+          type: str
+        retransmissions:
+          description: Segments seen twice (same seq and length) at the direction's first hop.
+          type: int
+    clock:
+      description: Clock offset of C(other) (dst node) versus C(reference) (src node).
+      type: dict
+      contains:
+        offset_ms:
+          description: Estimated offset in ms, null when it could not be estimated.
+          type: float
+        corrected:
+          description: Whether cross-node delays were corrected with it.
+          type: bool
+        reference:
+          description: Node whose clock the delays use.
+          type: str
+        other:
+          description: The other node.
+          type: str
+        method:
+          description: How the offset was estimated.
+          type: str
+    hops:
+      description: The plan's hops in path order (request then response) with what each saw.
+      type: list
+      elements: dict
+      contains:
+        index:
+          description: Position in its direction, from 1.
+          type: int
+        direction:
+          description: C(request) or C(response).
+          type: str
+        node:
+          description: Node.
+          type: str
+        interface:
+          description: Interface.
+          type: str
+        role:
+          description: C(src-veth), C(tunnel-out), C(underlay-out), C(underlay-in), C(tunnel-in), C(dst-veth).
+          type: str
+        encap:
+          description: Encapsulation on that interface.
+          type: str
+        capture:
+          description: Capture key.
+          type: str
+        status:
+          description: >-
+            C(seen); C(LOST) (nothing, while an earlier hop saw packets); C(partial) (packets without
+            payload or TCP bytes seen on the previous hop are missing); C(missed) (nothing, while later
+            hops saw packets: a capture problem); C(none) (the direction never started); C(unknown)
+            (no capture).
+          type: str
+        packets:
+          description: Packets of this direction seen there (null when unknown).
+          type: int
+        summary:
+          description: TCP flags seen, most telling first, e.g. C(SYN PSH+ACK ACK).
+          type: str
+        flags:
+          description: Packet count per TCP flag combination.
+          type: dict
+        first_seen:
+          description: Epoch seconds of the first packet (that node's clock).
+          type: float
+        delay_ms:
+          description: Median delay from the previous seen hop over matched packets (clock-corrected across nodes).
+          type: float
+        raw_delay_ms:
+          description: The same without clock correction.
+          type: float
+        since_first_ms:
+          description: Sum of the delays from the direction's first hop.
+          type: float
+        lost_from_previous:
+          description: Packets seen on the previous captured hop and not here.
+          type: int
+        bytes_short:
+          description: TCP bytes seen on the previous hop that never appeared here.
+          type: int
+        last_hop_of:
+          description: Packets for which this was the last captured hop they reached.
+          type: int
+        retransmissions:
+          description: Retransmitted segments counted at this capture when it is the direction's first hop.
+          type: int
+        duplicates:
+          description: The same packet seen twice at this hop.
+          type: int
+        dropped:
+          description: Kernel drops tcpdump reported for this capture.
+          type: int
+    captures:
+      description: >-
+        Per capture: C(key), C(node), C(interface), C(status), C(error), C(file), C(format), C(linktypes),
+        C(records), C(matched), C(other) (packets of other flows), C(undecodable), C(snaplen_cut),
+        C(truncated_tail) (file ends inside a record), C(captured), C(received), C(dropped).
+      type: list
+      elements: dict
+'''
