@@ -15,8 +15,8 @@ import os
 import re
 import socket
 
-IFNAME_RE = re.compile(r'^[A-Za-z0-9_.@-]{1,15}$')
-ID_RE = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')
+IFNAME_RE = re.compile(r'[A-Za-z0-9_.@-]{1,15}')
+ID_RE = re.compile(r'[A-Za-z0-9_.-]{1,64}')
 # Characters a shell would act on, plus quote/escape characters; a BPF filter needs none.
 SHELL_META = (';', '|', '&', '`', '$', '<', '>', '\\', '\n', '\r', '\x00', "'", '"')
 OPTION_TOKEN_RE = re.compile(r'(^|\s)-[A-Za-z-]')
@@ -47,7 +47,7 @@ def check_ip(value, what='address'):
 def check_id(value):
     """Return a capture id usable as a file name."""
     raw = text(value)
-    if not ID_RE.match(raw):
+    if not ID_RE.fullmatch(raw):
         raise ValueError('id %s is not allowed: use 1 to 64 characters from A-Z a-z 0-9 _ . - '
                          '(it becomes the file name <id>.pcap)' % _describe(value))
     if raw.startswith('-') or raw in ('.', '..'):
@@ -58,7 +58,7 @@ def check_id(value):
 def check_ifname(value):
     """Return an interface name that is syntactically valid (existence is checked separately)."""
     raw = text(value)
-    if not IFNAME_RE.match(raw) or raw.startswith('-'):
+    if not IFNAME_RE.fullmatch(raw) or raw.startswith('-'):
         raise ValueError('interface %s is not a valid interface name: use 1 to 15 characters from '
                          'A-Z a-z 0-9 _ . @ - not starting with "-"' % _describe(value))
     return raw

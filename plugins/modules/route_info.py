@@ -222,7 +222,10 @@ def collect(runner, ip=None):
             fdb[link['ifname']] = ni.fdb_from_json(data) if data is not None else ni.fdb_from_text(text)
 
     result = ni.derive(routes, links, addresses, neigh, fdb)
-    gets = dict((t[0], read_route_get(runner, t[0])) for t in ni.peer_targets(result['remote_blocks']))
+    gets = {}
+    for target in ni.peer_targets(result['remote_blocks']):
+        if target[0] not in gets:
+            gets[target[0]] = read_route_get(runner, target[0])
     result['peers'] = ni.peers(result['remote_blocks'], links, gets)
     result.update(routes=routes, links=links, addresses=addresses, source='json' if runner.json_ok else 'text',
                   route_get=read_route_get(runner, ip) if ip else None)

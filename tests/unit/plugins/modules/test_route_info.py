@@ -1,0 +1,46 @@
+"""route_info: scripted iproute2 outputs (real fixtures) -> the internals.md result."""
+import os
+import socket
+
+import pytest
+
+from ansible_collections.hoptrace.k8s.plugins.modules import route_info
+
+from .helper import load_cases, run_module
+
+CASES = load_cases(os.path.join(os.path.dirname(__file__), "test_route_info.yaml"))
+TOP_KEYS = {"hostname", "routes", "links", "addresses", "workloads", "local_blocks", "remote_blocks", "peers",
+            "node_ips", "route_get", "changed"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_route_info(case):
+    result, script = run_module(route_info, case["input"], case["mocks"]["run_command"], bins=case.get("bins"))
+    expected = dict(case["output"])
+    if "msg" in expected:
+        expected["msg"] = expected["msg"].replace("NODE", socket.gethostname())
+    assert dict((k, result.get(k)) for k in expected) == expected
+    assert not script.steps, "commands not run: %r" % script.steps
+    if not result["failed"]:
+        assert TOP_KEYS <= set(result)
+        assert result["hostname"] == socket.gethostname()
+
+
+def test_peers_and_blocks_from_json():
+    result, _script = run_module(route_info, CASES[0]["input"], CASES[0]["mocks"]["run_command"])
+    assert [(b["dst"], b["encap"], b["node_ip"]) for b in result["remote_blocks"]] == [
+        ("172.17.25.192/26", "ipip", "10.240.0.9"), ("172.17.26.0/26", "vxlan", "10.240.0.10"),
+        ("172.17.27.0/26", "none", "10.240.0.9")]
+    assert [(p["node_ip"], p["dev"], p["src"], p["encap"]) for p in result["peers"]] == [
+        ("10.240.0.9", "eth0", "10.240.128.12", "ipip"), ("10.240.0.10", "eth0", "10.240.128.12", "vxlan"),
+        ("10.240.0.9", "eth0", "10.240.128.12", "none")]
+
+
+def test_check_mode_reads_the_same():
+    result, _script = run_module(route_info, CASES[0]["input"], CASES[0]["mocks"]["run_command"], check_mode=True)
+    assert result["changed"] is False and result["workloads"]
+
+
+def test_ip_not_installed():
+    result, _script = run_module(route_info, {}, [], bins={"ip": None})
+    assert result["failed"] and "ip" in result["msg"]
