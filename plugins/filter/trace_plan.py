@@ -46,6 +46,13 @@ options:
   flow:
     description: The flow as one dict C({src, dst, proto, port}) instead of the separate options.
     type: dict
+  node_ips:
+    description:
+      - Dict C({inventory_hostname - address}) of the nodes, for example from C(ansible_host).
+      - A node whose result is an unreachable or failed task (no C(routes)) is recognised by this
+        address when the other pod's block is routed to it; its hops are planned with no interface
+        and reported unknown instead of failing the plan.
+    type: dict
 notes:
   - The plan shape is documented in the collection's C(docs/internals.md).
 """
@@ -75,7 +82,7 @@ _value:
 """
 
 
-def trace_plan(nodes, src=None, dst=None, proto=None, port=None, flow=None):
+def trace_plan(nodes, src=None, dst=None, proto=None, port=None, flow=None, node_ips=None):
     """Jinja2 entry point; errors become AnsibleFilterError."""
     if flow is not None:
         if not isinstance(flow, dict):
@@ -87,7 +94,7 @@ def trace_plan(nodes, src=None, dst=None, proto=None, port=None, flow=None):
     if not src or not dst:
         raise AnsibleFilterError("trace_plan: give src and dst (pod IPs), e.g. trace_plan(src='172.17.25.79', dst='172.17.25.239', port=443)")
     try:
-        return build_plan(nodes, src, dst, proto or "tcp", port)
+        return build_plan(nodes, src, dst, proto or "tcp", port, node_ips=node_ips)
     except ValueError as exc:
         raise AnsibleFilterError("trace_plan: %s" % exc) from None
     except AnsibleError as exc:

@@ -320,14 +320,26 @@ def _block_owner(nodes, address):
     return None, None
 
 
+def _unread(node):
+    """Why a registered result holds no route_info (unreachable or failed node), else None."""
+    if isinstance(node, dict) and "routes" not in node and (node.get("unreachable") or node.get("failed")):
+        return str(node.get("msg") or ("unreachable" if node.get("unreachable") else "failed")).strip()
+    return None
+
+
 def _check_nodes(nodes):
+    """``(readable nodes, {name: why} of nodes whose route_info result is an unreachable/failed task)``."""
     if not isinstance(nodes, dict) or not nodes:
         raise PlanError(
             "nodes must be a dict {inventory_hostname: route_info result} with at least one node; got %r"
             % (type(nodes).__name__ if not isinstance(nodes, dict) else nodes,)
         )
-    checked = {}
+    checked, unread = {}, {}
     for name, node in nodes.items():
+        why = _unread(node)
+        if why is not None:
+            unread[str(name)] = why
+            continue
         if not isinstance(node, dict) or "routes" not in node:
             raise PlanError(
                 "node %s has no route_info result (no 'routes'); run hoptrace.k8s.route_info on it "
@@ -339,7 +351,10 @@ def _check_nodes(nodes):
         except RouteError as exc:
             raise PlanError("node %s: %s" % (name, exc)) from None
         checked[str(name)] = node
-    return checked
+    if not checked:
+        raise PlanError("no node could be read (%s); check SSH access to the nodes"
+                        % "; ".join("%s: %s" % item for item in sorted(unread.items())))
+    return checked, unread
 
 
 class _Builder:
@@ -352,14 +367,15 @@ class _Builder:
 
     def hop(self, direction, node, role, interface, encap="none", peer=None, port=None, capture_role=None,
             node_ip=None, snat_ips=None):
-        try:
-            validate_ifname(interface, "%s interface on %s" % (role, node))
-        except ValidationError as exc:
-            raise PlanError(str(exc)) from None
-        if node_ip is None:
+        if interface is not None:
+            try:
+                validate_ifname(interface, "%s interface on %s" % (role, node))
+            except ValidationError as exc:
+                raise PlanError(str(exc)) from None
+        if node_ip is None and node in self.nodes:
             ips = _node_ips(self.nodes[node], ip_address(peer).version if peer else None) or _node_ips(self.nodes[node])
             node_ip = ips[0] if ips else None
-        key = "%s/%s" % (node, interface)
+        key = "%s/%s" % (node, interface or "?")
         index = 1 + sum(1 for h in self.hops if h["direction"] == direction)
         self.hops.append({
             "index": index, "direction": direction, "node": node, "node_ip": node_ip,
@@ -380,6 +396,12 @@ class _Builder:
         for node, interface in self.order:
             specs = self.uses[(node, interface)]
             first = specs[0]
+            if interface is None:
+                # a node that could not be read: one placeholder capture, reported unknown
+                out.append({"key": "%s/?" % node, "node": node, "interface": None, "role": first["role"],
+                            "encap": first["encap"], "filter": None, "peer": None, "vxlan_port": None,
+                            "underlay_port": None, "link_type": None})
+                continue
             try:
                 expr = any_of([capture_filter(spec, self.flow) for spec in specs])
             except ValidationError as exc:
@@ -412,7 +434,7 @@ def _direction(builder, direction, leg, a_name, b_name, a_veth, b_veth):
     builder.hop(direction, b_name, b_role, b_veth, node_ip=leg["b_ip"])
 
 
-def build_plan(nodes, src, dst, proto="tcp", port=None):
+def build_plan(nodes, src, dst, proto="tcp", port=None, node_ips=None):
     """Plan the trace of one flow.
 
     :arg nodes: ``{inventory_hostname: route_info result}`` for every node that may hold the pods.
@@ -420,6 +442,9 @@ def build_plan(nodes, src, dst, proto="tcp", port=None):
     :arg dst: destination IP: a pod on one of the nodes, or an address outside the cluster (the
         trace then ends at the source node's egress device).
     :arg proto: tcp, udp or icmp.  :arg port: destination port (tcp/udp).
+    :arg node_ips: ``{inventory_hostname: address}`` (the inventory's ``ansible_host``), used to
+        recognise a node whose route_info result is an unreachable or failed task: when the other
+        pod's block is routed to it, its hops are planned with ``interface: None`` (unknown).
     :returns: the plan dict of docs/internals.md.
     :raises PlanError: (``NoNodeError`` when src, or a dst inside a pod block, is on no node).
     """
@@ -427,9 +452,14 @@ def build_plan(nodes, src, dst, proto="tcp", port=None):
         flow = validate_flow(src, dst, proto, port)
     except ValidationError as exc:
         raise PlanError(str(exc)) from None
-    nodes = _check_nodes(nodes)
-    warnings = []
+    nodes, unread = _check_nodes(nodes)
+    warnings = ["%s could not be read (%s)" % item for item in sorted(unread.items())]
     src_holders = _find_workload(nodes, flow["src"])
+    dst_holders = _find_workload(nodes, flow["dst"])
+    if unread and bool(src_holders) != bool(dst_holders):
+        half = _unread_half(nodes, unread, node_ips or {}, flow, src_holders, dst_holders, warnings)
+        if half is not None:
+            return half
     if not src_holders:
         raise NoNodeError(
             "src %s is not a pod on any of the %d nodes searched: %s. Give the IP of a running pod "
@@ -442,7 +472,6 @@ def build_plan(nodes, src, dst, proto="tcp", port=None):
             "or limit the inventory to the right node" % (flow["src"], ", ".join("%s dev %s" % h for h in src_holders))
         )
     src_node, src_veth = src_holders[0]
-    dst_holders = _find_workload(nodes, flow["dst"])
     if len(dst_holders) > 1:
         raise PlanError(
             "dst %s is a workload on several nodes (%s); stale routes? Remove the stale pod route "
@@ -480,6 +509,10 @@ def build_plan(nodes, src, dst, proto="tcp", port=None):
                 )
             _direction(builder, "request", request, src_node, dst_node, src_veth, dst_veth)
             _direction(builder, "response", response, dst_node, src_node, dst_veth, src_veth)
+    return _plan(builder, flow, src_node, dst_node, encap, response_encap, warnings)
+
+
+def _plan(builder, flow, src_node, dst_node, encap, response_encap, warnings):
     hops = [h for h in builder.hops if h["direction"] == "request"] + [h for h in builder.hops if h["direction"] == "response"]
     return {
         "run": flow,
@@ -491,6 +524,67 @@ def build_plan(nodes, src, dst, proto="tcp", port=None):
         "captures": builder.captures(),
         "warnings": warnings,
     }
+
+
+def _unread_half(nodes, unread, node_ips, flow, src_holders, dst_holders, warnings):
+    """One pod on a readable node, the other routed to a node that could not be read.
+
+    The readable node's own route for the other pod gives its hops; the unread node's hops get
+    ``interface: None``. Returns None when the other pod is not routed to an unread node.
+    """
+    known_is_src = bool(src_holders)
+    known, veth = (src_holders or dst_holders)[0]
+    other_ip = flow["dst"] if known_is_src else flow["src"]
+    node = nodes[known]
+    route = _route(known, node, other_ip)
+    if route is None or route.get("type") in DEAD_TYPES:
+        return None
+    gateway, dev = _first_egress(known, route, other_ip, warnings)
+    if dev is None:
+        return None
+    kind = link_kind(node, dev)
+    encap = kind if kind in TUNNEL_KINDS else "none"
+    candidates = [name for name in unread if gateway and _same(node_ips.get(name), gateway)]
+    if not candidates and encap != "none" and len(unread) == 1:
+        candidates = list(unread)  # vxlan/wireguard next hops are tunnel addresses, not node addresses
+    if len(candidates) != 1:
+        return None
+    other = candidates[0]
+    warnings.append("%s holds the %s pod %s but could not be read: its hops are unknown"
+                    % (other, "dst" if known_is_src else "src", other_ip))
+    peer = node_ips.get(other) or gateway
+    tunnel = dev if encap != "none" else None
+    port = None
+    if encap == "vxlan":
+        link = _links(node).get(dev) or {}
+        port = (link.get("vxlan") or {}).get("port") or DEFAULT_PORTS["vxlan"]
+        underlay = (link.get("vxlan") or {}).get("dev") or _underlay_dev(known, node, peer)[0]
+    elif encap == "none":
+        underlay = dev
+    else:
+        if encap == "wireguard":
+            port = DEFAULT_PORTS["wireguard"]
+        underlay = _underlay_dev(known, node, peer)[0]
+    known_ip = _node_address(node, ip_address(peer).version)
+    builder = _Builder(nodes, flow)
+    known_role, other_role = ("src-veth", "dst-veth") if known_is_src else ("dst-veth", "src-veth")
+    out_dir, in_dir = ("request", "response") if known_is_src else ("response", "request")
+    # the readable node sends (request when it holds src) ...
+    builder.hop(out_dir, known, known_role, veth, node_ip=known_ip)
+    if tunnel:
+        builder.hop(out_dir, known, "tunnel-out", tunnel, node_ip=known_ip)
+    builder.hop(out_dir, known, "underlay-out", underlay, encap, peer, port, node_ip=known_ip)
+    for role in ("underlay-in",) + (("tunnel-in",) if tunnel else ()) + (other_role,):
+        builder.hop(out_dir, other, role, None, node_ip=peer)
+    # ... and receives the other direction
+    for role in (other_role,) + (("tunnel-out",) if tunnel else ()) + ("underlay-out",):
+        builder.hop(in_dir, other, role, None, node_ip=peer)
+    builder.hop(in_dir, known, "underlay-in", underlay, encap, peer, port, node_ip=known_ip)
+    if tunnel:
+        builder.hop(in_dir, known, "tunnel-in", tunnel, node_ip=known_ip)
+    builder.hop(in_dir, known, known_role, veth, node_ip=known_ip)
+    src_node, dst_node = (known, other) if known_is_src else (other, known)
+    return _plan(builder, flow, src_node, dst_node, encap, encap, warnings)
 
 
 def _external(builder, nodes, src_node, src_veth, flow, warnings):

@@ -318,7 +318,7 @@ def test_dst_in_a_pod_block_but_on_no_node():
     (SEED_NODES, ("172.17.25.79", "172.17.25.239", "tcp", None), "port is required"),
     (SEED_NODES, ("172.17.25.79", "fd00::1", "tcp", 443), "different IP families"),
     ({}, ("172.17.25.79", "172.17.25.239", "tcp", 443), "at least one node"),
-    ({"node-a": {"failed": True}}, ("172.17.25.79", "172.17.25.239", "tcp", 443), "node node-a has no route_info result"),
+    ({"node-a": {"failed": True}}, ("172.17.25.79", "172.17.25.239", "tcp", 443), "no node could be read \\(node-a: failed\\)"),
     ({"node-a": node("172.17.25.79 dev eth0;id scope link", [("eth0;id", "veth", {})], ["10.0.0.1"])},
      ("172.17.25.79", "172.17.25.66", "tcp", 443), "not a valid Linux interface name"),
 ])
@@ -340,3 +340,54 @@ def test_dst_block_routed_to_blackhole_is_explained():
                            LINKS, ["10.240.128.12"])
     with pytest.raises(PlanError, match="node-a routes 172.17.25.239 to a blackhole route"):
         build_plan(nodes, "172.17.25.79", "172.17.25.239", "tcp", 443)
+
+
+UNREACHABLE = {"unreachable": True, "msg": "Failed to connect to the host via ssh: Connection refused"}
+INVENTORY_IPS = {"node-a": "10.240.128.12", "node-b": "10.240.0.9"}
+
+
+def _hop_list(plan):
+    return [(h["direction"], h["index"], h["node"], h["interface"], h["role"]) for h in plan["hops"]]
+
+
+def test_dst_node_unreachable_hops_are_unknown():
+    nodes = dict(SEED_NODES, **{"node-b": UNREACHABLE})
+    plan = build_plan(nodes, "172.17.25.79", "172.17.25.239", "tcp", 443, node_ips=INVENTORY_IPS)
+    assert (plan["src_node"], plan["dst_node"], plan["encap"]) == ("node-a", "node-b", "ipip")
+    assert _hop_list(plan) == [
+        ("request", 1, "node-a", "cali41f14107a8d", "src-veth"),
+        ("request", 2, "node-a", "tunl0", "tunnel-out"),
+        ("request", 3, "node-a", "eth0", "underlay-out"),
+        ("request", 4, "node-b", None, "underlay-in"),
+        ("request", 5, "node-b", None, "tunnel-in"),
+        ("request", 6, "node-b", None, "dst-veth"),
+        ("response", 1, "node-b", None, "dst-veth"),
+        ("response", 2, "node-b", None, "tunnel-out"),
+        ("response", 3, "node-b", None, "underlay-out"),
+        ("response", 4, "node-a", "eth0", "underlay-in"),
+        ("response", 5, "node-a", "tunl0", "tunnel-in"),
+        ("response", 6, "node-a", "cali41f14107a8d", "src-veth"),
+    ]
+    captures = {c["key"]: c for c in plan["captures"]}
+    assert sorted(captures) == ["node-a/cali41f14107a8d", "node-a/eth0", "node-a/tunl0", "node-b/?"]
+    assert captures["node-b/?"]["interface"] is None and captures["node-b/?"]["filter"] is None
+    assert "ip[36:4]==0xac1119ef" in captures["node-a/eth0"]["filter"]
+    assert "host 10.240.0.9" in captures["node-a/eth0"]["filter"]
+    assert plan["warnings"][0].startswith("node-b could not be read (Failed to connect")
+    assert plan["warnings"][1] == "node-b holds the dst pod 172.17.25.239 but could not be read: its hops are unknown"
+
+
+def test_src_node_unreachable_hops_are_unknown():
+    nodes = dict(SEED_NODES, **{"node-a": UNREACHABLE})
+    plan = build_plan(nodes, "172.17.25.79", "172.17.25.239", "tcp", 443, node_ips=INVENTORY_IPS)
+    assert (plan["src_node"], plan["dst_node"]) == ("node-a", "node-b")
+    request = [h for h in _hop_list(plan) if h[0] == "request"]
+    assert [h[3] for h in request] == [None, None, None, "eth0", "tunl0", "calic25e805a467"]
+    assert [h[4] for h in request] == ["src-veth", "tunnel-out", "underlay-out", "underlay-in", "tunnel-in", "dst-veth"]
+
+
+def test_unreachable_node_not_on_the_path_is_only_a_warning():
+    nodes = dict(SEED_NODES, **{"node-c": UNREACHABLE})
+    plan = build_plan(nodes, "172.17.25.79", "172.17.25.239", "tcp", 443, node_ips=dict(INVENTORY_IPS, **{"node-c": "10.240.1.3"}))
+    assert all(h["interface"] for h in plan["hops"]) and len(plan["hops"]) == 12
+    assert plan["warnings"] == ["node-c could not be read (Failed to connect to the host via ssh: Connection refused)"]
