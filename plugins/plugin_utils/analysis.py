@@ -8,8 +8,8 @@ Entry point: ``analyze(plan, captures)`` -> report dict (see the RETURN of
 
 One pass per capture file, streaming. Memory is one small dict entry per distinct
 packet (a 64-bit hash of its key -> bitmask of the captures that saw it), so a
-million-packet trace stays in tens of MiB. Data segments are also compared by TCP
-sequence coverage, because GSO/GRO can split or merge them between hops (the veth
+million-packet trace stays in tens of MiB. Data are also compared by payload bytes
+per hop, because GSO/GRO can split or merge them between hops (the veth
 sees a 4096-byte segment, the underlay three 1428-byte ones); packets without
 payload (SYN, ACK, FIN, RST) never change shape and are matched one by one.
 """
@@ -47,14 +47,9 @@ def _median(values):
     return values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2.0
 
 
-def _serial_after(a, b):
-    """True when TCP sequence number a is after b (RFC 1982 arithmetic)."""
-    return a != b and ((a - b) & 0xFFFFFFFF) < 0x80000000
-
-
 class _CaptureState(object):
     __slots__ = ("key", "node", "interface", "input", "status", "error", "count", "first", "last", "flags",
-                 "dup", "other", "undecodable", "cov", "sample", "records", "cut", "truncated_tail",
+                 "dup", "other", "undecodable", "bytes", "sample", "records", "cut", "truncated_tail",
                  "format", "linktypes", "retrans", "tsmult")
 
     def __init__(self, key, node, interface, given):
@@ -65,7 +60,7 @@ class _CaptureState(object):
         self.flags = [[0] * 64, [0] * 64]
         self.dup, self.retrans = [0, 0], [0, 0]
         self.other = self.undecodable = self.records = self.cut = 0
-        self.cov = [{}, {}]             # per direction: client port -> highest TCP sequence end
+        self.bytes = [0, 0]             # per direction: payload bytes (GSO/GRO keep the sum)
         self.sample = [[], []]          # per direction: [(hash, ts_ns)] of the first SAMPLE packets
         self.tsmult = 1000
         self.truncated_tail = False
@@ -145,7 +140,6 @@ class Analysis(object):
         first = cs.first
         samp0, samp1 = cs.sample[0].append, cs.sample[1].append
         flags0, flags1 = cs.flags
-        cov0, cov1 = cs.cov
         rs0 = set() if self.first_cap[0] == ci else None
         rs1 = set() if self.first_cap[1] == ci else None
         retrans = cs.retrans
@@ -159,9 +153,7 @@ class Analysis(object):
         b0 = None
         other = undecodable = packets = cut = 0
         n0 = n1 = 0
-        # current client port and highest sequence end per direction (flushed to cov on change)
-        conn0 = conn1 = None
-        end0 = end1 = 0
+        pbytes0 = pbytes1 = 0
         tail = b""
         for data, linktype, runpack, mult in cap.chunks():
             if linktype != cur_lt:
@@ -217,15 +209,8 @@ class Analysis(object):
                     if n0 <= SAMPLE:
                         samp0((h, sec * 1000000000 + frac * mult))
                     flags0[of & 63] += 1
+                    pbytes0 += plen
                     if proto == 6:
-                        end = (t[8] + plen + (of & 3)) & 0xFFFFFFFF
-                        if t[6] != conn0:
-                            if conn0 is not None:
-                                cov0[conn0] = end0
-                            conn0 = t[6]
-                            end0 = cov0.get(conn0, end)
-                        if ((end - end0) & 0xFFFFFFFF) < 0x80000000:
-                            end0 = end
                         if rs0 is not None and (plen or of & 3):
                             rk = hash((t[6], t[8], plen, of & 7))
                             if rk in rs0:
@@ -245,15 +230,8 @@ class Analysis(object):
                     if n1 <= SAMPLE:
                         samp1((h, sec * 1000000000 + frac * mult))
                     flags1[of & 63] += 1
+                    pbytes1 += plen
                     if proto == 6:
-                        end = (t[8] + plen + (of & 3)) & 0xFFFFFFFF
-                        if t[7] != conn1:
-                            if conn1 is not None:
-                                cov1[conn1] = end1
-                            conn1 = t[7]
-                            end1 = cov1.get(conn1, end)
-                        if ((end - end1) & 0xFFFFFFFF) < 0x80000000:
-                            end1 = end
                         if rs1 is not None and (plen or of & 3):
                             rk = hash((t[7], t[8], plen, of & 7))
                             if rk in rs1:
@@ -264,10 +242,7 @@ class Analysis(object):
             if cur_lt is not None:
                 cs.tsmult = mult
         cap.finish(tail, packets, cut)
-        if conn0 is not None:
-            cov0[conn0] = end0
-        if conn1 is not None:
-            cov1[conn1] = end1
+        cs.bytes[0], cs.bytes[1] = pbytes0, pbytes1
         for d, samples in enumerate(cs.sample):
             if samples:
                 first[d] = samples[0][1]
@@ -346,17 +321,12 @@ class Analysis(object):
         return rows
 
     def _bytes_short(self, prev, cur, d):
-        if self.proto != 6:
-            return 0
-        pc, cc = self.caps[prev["_ci"]].cov[d], self.caps[cur["_ci"]].cov[d]
-        short = 0
-        for conn, end in pc.items():
-            got = cc.get(conn)
-            if got is None:
-                continue          # a connection absent here shows up as lost packets instead
-            if _serial_after(end, got):
-                short += (end - got) & 0xFFFFFFFF
-        return short
+        """Payload bytes seen on the previous hop and not here.
+
+        GSO/GRO split and merge segments between hops but keep the bytes, so the sum
+        tells a size-dependent loss (MTU black hole) that per-packet matching cannot.
+        """
+        return max(0, self.caps[prev["_ci"]].bytes[d] - self.caps[cur["_ci"]].bytes[d])
 
     def timing(self, rows):
         """Delays between consecutive seen hops (median over sampled packets), clock offset."""

@@ -71,7 +71,7 @@ def render_table(report, width=80, color=False, run_dir=None):
     w_pk = max(4, max([len(str(h.get("packets"))) for h in hops if h.get("packets") is not None] or [1]))
     w_st, w_dl = 7, 11
     fixed = 8 + 1 + 2 + 1 + w_node + 1 + 1 + w_pk + 1 + 1 + w_st + 1 + w_dl
-    w_seen = max(5, min(16, width - fixed - w_if - 1))
+    w_seen = min(16, max(12, width - fixed - w_if - 1))
     if fixed + w_if + 1 + w_seen > width:
         w_if = max(8, width - fixed - 1 - w_seen)
     lines = [_clip(_title(report), width)]
