@@ -43,6 +43,8 @@ def _problem(register, key, what):
 def capture_list(plan, node_results, run_dir):
     """Return ``[{key, node, interface, file, captured, received, dropped, status, error}]``.
 
+    Keys whose value is unknown (no file, no counts, no error) are left out.
+
     ``node_results`` maps a node to ``{"routes": ..., "armed": ..., "stopped": ...}`` as the role
     registered them (missing entries are fine). ``file`` is the fetched path under ``run_dir``,
     or None when there is none.
@@ -68,5 +70,5 @@ def capture_list(plan, node_results, run_dir):
             problem = ("failed", "no capture file was fetched from %s for %s" % (node, iface))
         if problem:
             entry["status"], entry["error"] = problem
-        out.append(entry)
+        out.append({name: value for name, value in entry.items() if value is not None})
     return out

@@ -60,13 +60,13 @@ def test_capture_list_statuses(tmp_path):
     got = {c["key"]: c for c in capture_list(PLAN, results, str(tmp_path))}
     assert got["node-a/eth0"] == {
         "key": "node-a/eth0", "node": "node-a", "interface": "eth0", "file": str(tmp_path / "node-a" / "eth0.pcap"),
-        "captured": 7, "received": 9, "dropped": 0, "status": "ok", "error": None}
+        "captured": 7, "received": 9, "dropped": 0, "status": "ok"}
     assert got["node-a/tunl0"]["status"] == "failed"
     assert got["node-a/tunl0"]["error"] == "starting the capture failed: no such device"
     assert got["node-b/eth0"]["status"] == "unreachable"
     assert got["node-b/eth0"]["error"] == "node unreachable while reading routes: ssh: connect refused"
-    assert got["node-c/?"]["status"] == "unreachable"
-    assert "interface is unknown" in got["node-c/?"]["error"]
+    assert got["node-c/?"] == {"key": "node-c/?", "node": "node-c", "status": "unreachable",
+                               "error": "the hop's interface is unknown: node-c could not be read"}
 
 
 def test_capture_list_missing_file_is_failed(tmp_path):
