@@ -209,7 +209,7 @@ def main(argv=None):
             entry = {"packets": total, "size_mib": size, "generate_s": gen, "hoptrace": runs}
             rows.append(("hoptrace analyze() (in-process time)", encap, total, fmt([r["analysis"] for r in runs]),
                          "%.1f" % max(r["rss_mib"] for r in runs)))
-            rows.append(("hoptrace child process wall (python start + import + analyze)", encap, total,
+            rows.append(("hoptrace child process wall (python start + imports + analyze%s)" % (" + merge" if args.merge else ""), encap, total,
                          fmt([r["wall"] for r in runs]), "%.1f" % max(r["rss_mib"] for r in runs)))
             if args.merge:
                 rows.append(("hoptrace merged trace.pcapng write", encap, total, fmt([r["merge"] for r in runs]), "-"))
