@@ -26,10 +26,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type  # noqa: UP001 - ansible-test boilerplate
 
+import re
+
 # `ip route <verb>` commands in a paste that print no routes of their own
 _NOT_A_LISTING = ("get", "add", "del", "delete", "change", "replace", "append", "flush", "save", "restore", "help")
-
-import re
 
 ROUTE_TYPES = (
     "unicast", "local", "broadcast", "multicast", "throw", "unreachable",
