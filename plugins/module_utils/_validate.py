@@ -19,6 +19,7 @@ IFNAME_RE = re.compile(r'[A-Za-z0-9_.@-]{1,15}')
 ID_RE = re.compile(r'[A-Za-z0-9_.-]{1,64}')
 # Characters a shell would act on, plus quote/escape characters; a BPF filter needs none.
 SHELL_META = (';', '|', '&', '`', '$', '<', '>', '\\', '\n', '\r', '\x00', "'", '"')
+PATH_PART_RE = re.compile(r'[A-Za-z0-9_.+@=,:-]{1,255}')
 OPTION_TOKEN_RE = re.compile(r'(^|\s)-[A-Za-z-]')
 MAX_FILTER_LEN = 2048
 
@@ -137,6 +138,9 @@ def check_directory(value):
         raise ValueError('directory %s contains shell or control characters: use letters, digits, "_", "-", "." and "/"'
                          % _describe(value))
     parts = [p for p in raw.split('/') if p]
+    if any(not PATH_PART_RE.fullmatch(p) or p.startswith('-') for p in parts):
+        raise ValueError('directory %s has a component with spaces, unusual characters or a leading "-": use '
+                         'letters, digits, "_", "-" and "." such as /var/tmp/hoptrace' % _describe(value))
     if any(p.startswith('.') for p in parts):
         raise ValueError('directory %s has a component starting with ".": tcpdump\'s AppArmor profile refuses '
                          'dot-directories, use a path such as /var/tmp/hoptrace' % _describe(value))
