@@ -43,12 +43,13 @@ options:
         key: width
 '''
 
-import os  # noqa: E402 (DOCUMENTATION first, as ansible-doc expects)
-import sys  # noqa: E402
+import os
+import sys
 
-from ansible.plugins.callback import CallbackBase  # noqa: E402
+from ansible import context
+from ansible.plugins.callback import CallbackBase
 
-from ansible_collections.hoptrace.k8s.plugins.plugin_utils.report import render_table, report_from_plan  # noqa: E402
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.report import render_table, report_from_plan
 
 
 class CallbackModule(CallbackBase):
@@ -106,6 +107,8 @@ class CallbackModule(CallbackBase):
             if self.failures:
                 task, host, msg = self.failures[0]
                 reason = "the play failed at task '%s' on %s: %s" % (task, host, msg)
+            elif context.CLIARGS.get("check"):
+                reason = "check mode: hops planned from the nodes' routes; nothing was captured"
             else:
                 reason = "the play ended before the captures were analysed"
             lines.extend(render_table(report_from_plan(self.plan, reason), width=width, color=color))
