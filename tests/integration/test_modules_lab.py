@@ -40,16 +40,23 @@ UNDERLAY_FILTER = {
 POD_FILTER = "host %s and host %s and tcp port 443" % (SRC, DST)
 
 
+CONTROL_DIR = {"path": None}
+
+
 def env():
-    return dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-                ANSIBLE_DEPRECATION_WARNINGS="0", PATH=BIN + os.pathsep + os.environ.get("PATH", ""))
+    # A private ssh ControlPath directory per lab instance: a multiplexing master left over from a
+    # lab that was rebuilt since points at a dead sshd and would hang every later connection.
+    extra = {"ANSIBLE_SSH_CONTROL_PATH_DIR": CONTROL_DIR["path"]} if CONTROL_DIR["path"] else {}
+    return dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_TIMEOUT="10",
+                ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_DEPRECATION_WARNINGS="0",
+                PATH=BIN + os.pathsep + os.environ.get("PATH", ""), **extra)
 
 
 def adhoc(host, module, args):
     """One module on one host over SSH; returns its result dict."""
     out = subprocess.run([os.path.join(BIN, "ansible"), "-i", INVENTORY, host, "-m", module, "-a", json.dumps(args)],
                          cwd=ROOT, env=env(), capture_output=True, text=True,
-                         timeout=120).stdout
+                         timeout=60).stdout
     match = re.search(r"^%s \| (\S+)(?: \| rc=\d+)? => " % re.escape(host), out, re.M)
     assert match, out
     return json.JSONDecoder().raw_decode(out[match.end():])[0]
@@ -61,7 +68,7 @@ def playbook(tmp_path, plays):
     path.write_text(yaml.safe_dump(plays, sort_keys=False))
     proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", INVENTORY, str(path),
                            "-e", "out=%s" % (tmp_path / "out.json")], cwd=ROOT, env=env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=180)
+                          stderr=subprocess.STDOUT, text=True, timeout=90)
     assert proc.returncode == 0, proc.stdout[-4000:]
     with open(str(tmp_path / "out.json")) as handle:
         return json.load(handle)
@@ -85,8 +92,9 @@ def lab_lock():
 
 
 @pytest.fixture(scope="module", params=["ipip", "vxlan", "bgp"])
-def lab(request, lab_lock):
+def lab(request, lab_lock, tmp_path_factory):
     mode = request.param
+    CONTROL_DIR["path"] = str(tmp_path_factory.mktemp("cp-%s" % mode))
     status = lab_cmd("status", "--json")
     state = json.loads(status.stdout) if status.returncode == 0 and status.stdout.strip().startswith("{") else {}
     if state.get("mode") != mode or len(state.get("nodes") or []) != 2:
