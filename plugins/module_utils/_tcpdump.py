@@ -98,6 +98,49 @@ def error_text(log_text):
     return ' '.join(lines)
 
 
+class Detached(object):
+    """A process started in its own session with stdin/stdout on /dev/null and stderr to a file.
+
+    fork + setsid + exec rather than subprocess, so that the module can return (and the SSH
+    session close) while the process keeps running; the module waits on it only while it starts.
+    """
+
+    def __init__(self, argv, log_path, env, umask=0o077):
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        pid = os.fork()
+        if pid == 0:  # child: never returns
+            try:
+                os.setsid()
+                os.umask(umask)
+                null = os.open(os.devnull, os.O_RDWR)
+                os.dup2(null, 0)
+                os.dup2(null, 1)
+                os.dup2(log_fd, 2)
+                os.closerange(3, 65536)
+                os.execve(argv[0], argv, env)
+            except BaseException as exc:  # report why exec failed in the log the module reads
+                try:
+                    os.write(2, ('tcpdump: cannot run %s: %s\n' % (argv[0], exc)).encode('utf-8'))
+                finally:
+                    os._exit(127)
+        os.close(log_fd)
+        self.pid = pid
+        self.returncode = None
+
+    def poll(self):
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid == self.pid:
+                self.returncode = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
+        return self.returncode
+
+    def wait(self):
+        if self.returncode is None:
+            status = os.waitpid(self.pid, 0)[1]
+            self.returncode = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
+        return self.returncode
+
+
 def paths(directory, capture_id):
     base = os.path.join(directory, capture_id)
     return {'file': base + '.pcap', 'log': base + '.log', 'state': base + '.state.json'}

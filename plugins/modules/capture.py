@@ -22,7 +22,7 @@ description:
     are written at once (libpcap otherwise buffers about one second and a quick stop loses them),
     C(-U) packet-buffered output and the filter after C(--).
 author:
-  - hoptrace developers
+  - hoptrace developers (@hoptrace)
 options:
   id:
     description:
@@ -247,7 +247,6 @@ removed:
 import os
 import signal
 import socket
-import subprocess
 import time
 import traceback
 
@@ -352,17 +351,8 @@ def start(module, p, node):
     for name in ('file', 'log'):
         if os.path.lexists(paths[name]):
             os.unlink(paths[name])
-    old_umask = os.umask(0o077)
-    try:
-        log = open(paths['log'], 'wb')
-        try:
-            begin = time.time()
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                                    close_fds=True, start_new_session=True, env=dict(os.environ, **LC_ENV))
-        finally:
-            log.close()
-    finally:
-        os.umask(old_umask)
+    begin = time.time()
+    proc = td.Detached(argv, paths['log'], dict(os.environ, **LC_ENV))
     state.update(pid=proc.pid, pid_start=td.proc_start_time(proc.pid), deadline_at=begin + p['deadline'])
     td.write_state(paths['state'], state)
 

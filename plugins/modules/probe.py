@@ -28,7 +28,7 @@ description:
     C(ip netns list-id) shows it), so that a namespace elsewhere on the machine with the same
     address is never picked.
 author:
-  - hoptrace developers
+  - hoptrace developers (@hoptrace)
 options:
   src:
     description: IP address of the pod to send from; the pod must run on this node.

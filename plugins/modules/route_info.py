@@ -24,7 +24,7 @@ description:
   - A TUN device named C(tunl*) (a userspace IPIP tunnel) is reported as kind C(ipip) with C(tun=true).
   - Changes nothing.
 author:
-  - hoptrace developers
+  - hoptrace developers (@hoptrace)
 options:
   ip:
     description:

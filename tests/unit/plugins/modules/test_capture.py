@@ -14,7 +14,7 @@ CASES = load_cases(os.path.join(os.path.dirname(__file__), "test_capture.yaml"))
 
 @pytest.fixture
 def no_process():
-    with mock.patch("subprocess.Popen", side_effect=AssertionError("a process was started")) as popen:
+    with mock.patch("os.fork", side_effect=AssertionError("a process was started")) as popen:
         yield popen
 
 
