@@ -17,8 +17,11 @@ import socket
 
 IFNAME_RE = re.compile(r'[A-Za-z0-9_.@-]{1,15}')
 ID_RE = re.compile(r'[A-Za-z0-9_.-]{1,64}')
-# Characters a shell would act on, plus quote/escape characters; a BPF filter needs none.
+# Characters a shell would act on, plus quote/escape characters; names and paths need none.
 SHELL_META = (';', '|', '&', '`', '$', '<', '>', '\\', '\n', '\r', '\x00', "'", '"')
+# BPF's own operators (``ip[0]&0xf==5``, ``len > 100``, ``a or b`` spelled ``||``) are harmless in
+# an argv element and needed by the filters hoptrace builds; the rest never belongs in a filter.
+FILTER_META = tuple(ch for ch in SHELL_META if ch not in ('&', '|', '<', '>'))
 PATH_PART_RE = re.compile(r'[A-Za-z0-9_.+@=,:-]{1,255}')
 OPTION_TOKEN_RE = re.compile(r'(^|\s)-[A-Za-z-]')
 MAX_FILTER_LEN = 2048
@@ -116,11 +119,12 @@ def check_filter(value):
     raw = text(value)
     if len(raw) > MAX_FILTER_LEN:
         raise ValueError('filter is %d characters long: keep it under %d' % (len(raw), MAX_FILTER_LEN))
-    bad = sorted(set(ch for ch in SHELL_META if ch in raw))
+    bad = sorted(set(ch for ch in FILTER_META if ch in raw))
     if bad:
         shown = ' '.join(repr(ch) for ch in bad)
-        raise ValueError('filter %s contains %s: a BPF filter needs none of ; | & ` $ < > \\ quotes, '
-                         'newlines or NUL; use "and", "or", "not" and parentheses' % (_describe(value), shown))
+        raise ValueError('filter %s contains %s: a BPF filter needs none of ; ` $ \\ quotes, '
+                         'newlines or NUL; write it as plain tcpdump filter syntax, e.g. '
+                         '"host 172.17.25.79 and tcp port 443"' % (_describe(value), shown))
     if OPTION_TOKEN_RE.search(raw):
         raise ValueError('filter %s contains a word starting with "-", which looks like a tcpdump option: '
                          'give only the filter expression, e.g. "host 172.17.25.79 and tcp port 443"' % _describe(value))

@@ -48,8 +48,9 @@ options:
     description:
       - BPF filter expression, for example C(ip proto 4 and host 10.240.0.9 and ip[36:4]==0xac1119ef).
       - It is compiled with C(tcpdump -d) before anything is started, so a bad filter fails clearly.
-      - Shell metacharacters (C(; | & ` $ < > \\), quotes, newline, NUL) and words starting with C(-)
-        are refused. Empty means every packet.
+      - C(; ` $ \\), quotes, newline, NUL and words starting with C(-) are refused. BPF's own operators
+        (C(&), C(|), C(<), C(>)) are allowed; the filter is one argv element of tcpdump, never shell text.
+        Empty means every packet.
     type: str
     default: ''
   snaplen:
