@@ -30,7 +30,9 @@ HOST_KEY = os.path.join(LAB, "ssh_host_ed25519_key")
 TLS_CERT = os.path.join(LAB, "tls.crt")
 TLS_KEY = os.path.join(LAB, "tls.key")
 SSHD = "/usr/sbin/sshd"
-PY = sys.executable
+# node-side daemons run on the system python (stdlib only): the venv's interpreter may live under
+# /root, which every node hides behind its own home
+PY = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else os.path.realpath(sys.executable)
 BRNF = "net/bridge/bridge-nf-call-iptables"
 PRIVSEP = "/run/sshd"
 NETNS_PREFIXES = (topology.PREFIX + "node-", topology.PREFIX + "pod-")
@@ -251,7 +253,7 @@ def _node_services(cluster, n):
 def ipipd_argv(cluster, n, daemon=False):
     argv = [PY, "-S", os.path.join(HERE, "ipipd.py"), "--dev", "tunl0", "--ready", os.path.join(RUN, "ipipd.%s.ready" % n["name"])]
     if daemon:
-        argv.append("--daemon")
+        argv += ["--daemon", "--log", os.path.join(LOGS, "%s.log" % n["name"])]
     return argv + ["%s=%s" % (o["block"], o["ip"]) for o in cluster["nodes"] if o is not n]
 
 

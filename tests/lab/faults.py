@@ -115,8 +115,9 @@ def _kill_and_wait(pids):
 
 
 def _run_in_node(node, argv):
-    subprocess.run(cluster.nsenter_argv(node["init_pid"]) + argv, check=True, stdin=subprocess.DEVNULL,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """Start a daemon in the node; its output goes to the node's log (a pipe would never close)."""
+    with open(os.path.join(cluster.LOGS, "%s.log" % node["name"]), "ab") as logf:
+        subprocess.run(cluster.nsenter_argv(node["init_pid"]) + argv, check=True, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
 
 
 def _apply(state, node, f, undo=False):

@@ -9,7 +9,6 @@ a Calico node) and moves packets both ways:
 Usage: ipipd.py --dev tunl0 [--ready FILE] [--daemon] BLOCK=NODE_IP ...
 """
 import argparse
-import errno
 import fcntl
 import ipaddress
 import os
@@ -76,40 +75,41 @@ def run(args):
     poller = select.poll()
     poller.register(tun, select.POLLIN)
     poller.register(rfd, select.POLLIN)
-    read, write, recv, sendto = os.read, os.write, raw.recv, raw.sendto
+    buf = bytearray(65536)
+    mv = memoryview(buf)
+    readv, write, recv_into, sendto = os.readv, os.write, raw.recv_into, raw.sendto
+    bufs = [buf]
+    lookup = routes.lookup
     while True:
         for fd, _ in poller.poll():
             if fd == tun:                      # encapsulate
                 for _ in range(BURST):
                     try:
-                        pkt = read(tun, 65535)
+                        n = readv(tun, bufs)
                     except BlockingIOError:
                         break
-                    if len(pkt) < 20 or pkt[0] >> 4 != 4:
+                    if n < 20 or buf[0] >> 4 != 4:
                         continue
-                    peer = routes.lookup(pkt[16:20])
+                    peer = lookup(bytes(mv[16:20]))
                     if peer is None:
                         continue
                     try:
-                        sendto(pkt, (peer, 0))
-                    except OSError as exc:
-                        if exc.errno not in (errno.EMSGSIZE, errno.ENOBUFS, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EAGAIN):
-                            raise
+                        sendto(mv[:n], (peer, 0))
+                    except OSError:            # EPERM (netfilter drop), EMSGSIZE, ENOBUFS...: lost, as on a wire
+                        pass
             else:                              # decapsulate
                 for _ in range(BURST):
                     try:
-                        pkt = recv(65535)
+                        n = recv_into(buf)
                     except BlockingIOError:
                         break
-                    ihl = (pkt[0] & 0x0F) * 4
-                    inner = pkt[ihl:]
-                    if len(inner) < 20 or inner[0] >> 4 != 4:
+                    ihl = (buf[0] & 0x0F) * 4
+                    if n - ihl < 20 or buf[ihl] >> 4 != 4:
                         continue
                     try:
-                        write(tun, inner)
-                    except OSError as exc:
-                        if exc.errno not in (errno.EAGAIN, errno.EIO, errno.EINVAL):
-                            raise
+                        write(tun, mv[ihl:n])
+                    except OSError:
+                        pass
 
 
 def main():
@@ -117,6 +117,7 @@ def main():
     ap.add_argument("--dev", default="tunl0")
     ap.add_argument("--ready")
     ap.add_argument("--daemon", action="store_true", help="fork into the background (when started by nsenter)")
+    ap.add_argument("--log", help="stdout/stderr of the daemon (with --daemon)")
     ap.add_argument("routes", nargs="*", metavar="BLOCK=NODE_IP")
     args = ap.parse_args()
     if args.daemon:
@@ -125,6 +126,11 @@ def main():
         os.setsid()
         if os.fork():
             os._exit(0)
+        null = os.open(os.devnull, os.O_RDWR)
+        out = os.open(args.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if args.log else null
+        os.dup2(null, 0)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
     try:
         run(args)
     except KeyboardInterrupt:

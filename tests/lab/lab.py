@@ -18,6 +18,7 @@ import argparse
 import fcntl
 import json
 import os
+import signal
 import sys
 
 sys.dont_write_bytecode = True
@@ -93,6 +94,7 @@ def parser():
 
 
 def main(argv=None):
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)      # `lab.py status | head` ends quietly
     args = parser().parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("lab.py: needs root")

@@ -1,4 +1,4 @@
-"""PID 1 of a lab node: hostname, private /tmp and /var/tmp, start the node's services, reap.
+"""PID 1 of a lab node: hostname, private /tmp, /var/tmp and /root, start the node's services, reap.
 
 Run as: unshare --pid --mount --uts --fork --mount-proc ... python3 nodeinit.py NODE SPEC.json
 SPEC.json: {"services": [argv, ...]}. Exiting (SIGTERM) kills everything in the node's
@@ -13,10 +13,10 @@ import socket
 import sys
 
 
-def mount_tmpfs(target):
+def mount_tmpfs(target, mode):
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     os.makedirs(target, exist_ok=True)
-    if libc.mount(b"tmpfs", target.encode(), b"tmpfs", 0, b"mode=1777,size=256m") != 0:
+    if libc.mount(b"tmpfs", target.encode(), b"tmpfs", 0, ("mode=%s,size=256m" % mode).encode()) != 0:
         err = ctypes.get_errno()
         raise OSError(err, "mount tmpfs on %s: %s" % (target, os.strerror(err)))
 
@@ -27,8 +27,10 @@ def main():
     signal.signal(signal.SIGINT, lambda *_: os._exit(0))
     signal.signal(signal.SIGCHLD, lambda *_: None)   # wake pause() for adopted orphans
     socket.sethostname(node)
-    for d in ("/tmp", "/var/tmp"):
-        mount_tmpfs(d)
+    # a node's own /tmp, /var/tmp and root's home (~/.ansible/tmp; and no controller dotfiles
+    # running at every SSH login)
+    for d, mode in (("/tmp", "1777"), ("/var/tmp", "1777"), ("/root", "0700")):
+        mount_tmpfs(d, mode)
     with open(spec_path) as f:
         spec = json.load(f)
     devnull = os.open(os.devnull, os.O_RDWR)

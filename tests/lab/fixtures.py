@@ -1,0 +1,118 @@
+"""pytest plugin: the lab for tests.
+
+Use from any test module (tests/ is on sys.path through tests/conftest.py):
+
+    pytest_plugins = ["lab.fixtures"]
+
+    def test_x(lab_factory):
+        lab = lab_factory("vxlan", 2)       # status dict: mode, nodes, pods, inventory, pods_json
+        ...
+
+`lab_factory(mode="ipip", nodes=2, pods_per_node=2)` reuses a running, healthy lab of that shape
+(clearing its faults) or brings one up; `lab` is `lab_factory("ipip", 2)`. The first use takes an
+exclusive flock on /run/hoptrace-lab-tests.lock and holds it for the session, so two pytest runs
+never share the lab; a lab this session changed is brought down at the end. Skips when not root.
+
+Within one process the lock is re-entrant: another fixture of the same session that flocks the
+same file (an older per-directory fixture, say) is let through instead of deadlocking on us.
+"""
+import fcntl
+import os
+
+import pytest
+
+try:
+    from . import labctl
+except ImportError:                       # loaded as a top-level module
+    import labctl
+
+TESTS_LOCK = "/run/hoptrace-lab-tests.lock"
+_real_flock = fcntl.flock
+
+
+def _held_by_this_process(path):
+    try:
+        ino = os.stat(path).st_ino
+        with open("/proc/locks") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 6 and parts[1] == "FLOCK" and parts[4] == str(os.getpid()) and parts[5].endswith(":%d" % ino):
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+def _fd_path(fd):
+    try:
+        fd = fd if isinstance(fd, int) else fd.fileno()
+        return os.readlink("/proc/self/fd/%d" % fd)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _reentrant_flock(fd, operation):
+    if operation & fcntl.LOCK_EX and _fd_path(fd) == TESTS_LOCK and _held_by_this_process(TESTS_LOCK):
+        return None
+    return _real_flock(fd, operation)
+
+
+fcntl.flock = _reentrant_flock
+
+
+def _healthy(st, mode, nodes, pods_per_node):
+    if not st.get("up") or st.get("mode") != mode or len(st.get("nodes") or []) != nodes:
+        return False
+    if len(st.get("pods") or []) != nodes * pods_per_node:
+        return False
+    for n in st["nodes"]:
+        if not (n["alive"] and n["sshd"] and n["podserver"] and n["ipipd"] in (True, None)):
+            return False
+    return True
+
+
+class _Session:
+    def __init__(self):
+        self.lock = None
+        self.changed = False
+
+    def acquire(self):
+        if self.lock is None:
+            self.lock = open(TESTS_LOCK, "a")
+            _reentrant_flock(self.lock, fcntl.LOCK_EX)
+
+    def factory(self, mode="ipip", nodes=2, pods_per_node=2):
+        self.acquire()
+        st = labctl.status()
+        if _healthy(st, mode, nodes, pods_per_node):
+            if st.get("faults"):
+                labctl.fault_clear()
+                st = labctl.status()
+            return st
+        self.changed = True
+        return labctl.up(mode, nodes, pods_per_node)
+
+    def close(self):
+        try:
+            if self.changed and self.lock is not None:
+                labctl.down()
+        finally:
+            if self.lock is not None:
+                self.lock.close()
+                self.lock = None
+
+
+@pytest.fixture(scope="session")
+def lab_factory():
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root")
+    session = _Session()
+    try:
+        yield session.factory
+    finally:
+        session.close()
+
+
+@pytest.fixture
+def lab(lab_factory):
+    return lab_factory("ipip", 2)
