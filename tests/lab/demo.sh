@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 LAB="$PY tests/lab/lab.py"
+exec 9>>/run/hoptrace-lab-tests.lock    # wait while a test run is using the lab
+flock 9
 
 $LAB up --mode ipip --nodes 2
 trap '$LAB down' EXIT
