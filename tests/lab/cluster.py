@@ -24,6 +24,9 @@ STATE = os.path.join(LAB, "state.json")
 FAULTS = os.path.join(LAB, "faults.json")
 INVENTORY = os.path.join(LAB, "inventory.ini")
 SSH_CONFIG = os.path.join(LAB, "ssh_config")
+# Ansible's ssh multiplexing sockets for the lab: a master left from a lab that was rebuilt
+# would hang every later connection, so they live here and `down` ends them.
+CONTROL_DIR = os.path.join(LAB, "cp")
 PODS_JSON = os.path.join(LAB, "pods.json")
 CLIENT_KEY = os.path.join(LAB, "id_ed25519")
 HOST_KEY = os.path.join(LAB, "ssh_host_ed25519_key")
@@ -114,6 +117,7 @@ def write_client_files(cluster):
         f.write("ansible_ssh_private_key_file=%s\n" % CLIENT_KEY)
         f.write("ansible_ssh_common_args=-F %s -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no\n" % SSH_CONFIG)
         f.write("ansible_python_interpreter=/usr/bin/python3\n")
+        f.write("ansible_control_path_dir=%s\n" % CONTROL_DIR)
     with open(PODS_JSON, "w") as f:
         json.dump(cluster["pods"], f, indent=1)
         f.write("\n")
@@ -370,6 +374,9 @@ def lab_pids():
     inodes.discard(None)
     if inodes:
         pids.update(nsutil.pids_in_netns(inodes))
+    for entry in os.listdir("/proc"):   # controller-side ssh masters of the lab's connections
+        if entry.isdigit() and any(CONTROL_DIR + "/" in arg for arg in nsutil.cmdline(int(entry))):
+            pids.add(int(entry))
     pids.discard(os.getpid())
     return sorted(pids)
 
@@ -411,9 +418,10 @@ def down(quiet=False):
     for path in (STATE, FAULTS, INVENTORY, PODS_JSON):
         if os.path.exists(path):
             os.unlink(path)
-    if os.path.isdir(RUN):
-        for f in os.listdir(RUN):
-            os.unlink(os.path.join(RUN, f))
+    for folder in (RUN, CONTROL_DIR):
+        if os.path.isdir(folder):
+            for f in os.listdir(folder):
+                os.unlink(os.path.join(folder, f))
     left = [p for p in lab_pids() if nsutil.is_alive(p)]
     if left or _lab_netns() or _lab_links():
         raise RuntimeError("lab down left things behind: pids %s netns %s links %s" % (left, _lab_netns(), _lab_links()))

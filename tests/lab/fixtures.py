@@ -12,9 +12,6 @@ Use from any test module (tests/ is on sys.path through tests/conftest.py):
 (clearing its faults) or brings one up; `lab` is `lab_factory("ipip", 2)`. The first use takes an
 exclusive flock on /run/hoptrace-lab-tests.lock and holds it for the session, so two pytest runs
 never share the lab; a lab this session changed is brought down at the end. Skips when not root.
-
-Within one process the lock is re-entrant: another fixture of the same session that flocks the
-same file (an older per-directory fixture, say) is let through instead of deadlocking on us.
 """
 import fcntl
 import os
@@ -27,37 +24,6 @@ except ImportError:                       # loaded as a top-level module
     import labctl
 
 TESTS_LOCK = "/run/hoptrace-lab-tests.lock"
-_real_flock = fcntl.flock
-
-
-def _held_by_this_process(path):
-    try:
-        ino = os.stat(path).st_ino
-        with open("/proc/locks") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 6 and parts[1] == "FLOCK" and parts[4] == str(os.getpid()) and parts[5].endswith(":%d" % ino):
-                    return True
-    except OSError:
-        pass
-    return False
-
-
-def _fd_path(fd):
-    try:
-        fd = fd if isinstance(fd, int) else fd.fileno()
-        return os.readlink("/proc/self/fd/%d" % fd)
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _reentrant_flock(fd, operation):
-    if operation & fcntl.LOCK_EX and _fd_path(fd) == TESTS_LOCK and _held_by_this_process(TESTS_LOCK):
-        return None
-    return _real_flock(fd, operation)
-
-
-fcntl.flock = _reentrant_flock
 
 
 def _healthy(st, mode, nodes, pods_per_node):
@@ -79,7 +45,7 @@ class _Session:
     def acquire(self):
         if self.lock is None:
             self.lock = open(TESTS_LOCK, "a")
-            _reentrant_flock(self.lock, fcntl.LOCK_EX)
+            fcntl.flock(self.lock, fcntl.LOCK_EX)
 
     def factory(self, mode="ipip", nodes=2, pods_per_node=2):
         self.acquire()
