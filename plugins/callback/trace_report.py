@@ -45,6 +45,7 @@ options:
 
 import os
 import sys
+import textwrap
 
 from ansible import context
 from ansible.plugins.callback import CallbackBase
@@ -113,6 +114,6 @@ class CallbackModule(CallbackBase):
                 reason = "the play ended before the captures were analysed"
             lines.extend(render_table(report_from_plan(self.plan, reason), width=width, color=color))
         for task, host, msg in self.failures[1:] if not self.reports else self.failures:
-            lines.append(("failed: %s (%s): %s" % (task, host, msg))[:width])
+            lines.extend(textwrap.wrap("failed: %s (%s): %s" % (task, host, msg), width=width, subsequent_indent="  "))
         for line in lines:
             self._display.display(line, screen_only=True)

@@ -111,7 +111,10 @@ EXAMPLES = r'''
 
 RETURN = r'''
 healthy:
-  description: Both directions reached their last captured hop and nothing was lost on the way.
+  description:
+    - Every planned hop was captured and saw both the request and the response.
+    - False when a packet was lost on the way, and also when a hop could not be captured
+      (unreachable node, failed capture): a path with unseen hops is not known to be healthy.
   returned: always
   type: bool
 verdict:

@@ -394,7 +394,7 @@ class Analysis(object):
 
 
 def _hop_name(r):
-    return "%s %s" % (r["node"], r["interface"])
+    return "%s %s" % (r["node"], r["interface"] or "?")
 
 
 def _reason(r, encap):
@@ -457,6 +457,8 @@ def verdict(rows, caps, plan):
             parts.append("the request reached %s; no hop of the response could be captured" % _hop_name(last))
     elif resp_stop is not None:
         parts.append(stop_text("response", resp_path, resp_stop))
+    elif any(r["status"] == "unknown" for r in rows):
+        parts.append("every hop that could be captured saw the request and the response")
     else:
         healthy = True
         parts.append("every hop saw the request and the response")

@@ -55,11 +55,13 @@ def capture_list(plan, node_results, run_dir):
         res = node_results.get(node) or {}
         entry = {"key": key, "node": node, "interface": iface, "file": None,
                  "captured": None, "received": None, "dropped": None, "status": "ok", "error": None}
-        problem = None if iface else ("unreachable", "the hop's interface is unknown: %s could not be read" % node)
+        problem = None
         checks = ((res.get("routes"), None, "reading routes"), (res.get("armed"), key, "starting the capture"),
                   (res.get("stopped"), key, "stopping the capture"))
         for register, item_key, what in checks:
             problem = problem or _problem(register, item_key, what)
+        if not iface:
+            problem = problem or ("unreachable", "the hop's interface is unknown: %s could not be read" % node)
         stopped = _loop_result(res.get("stopped"), key) or {}
         for count in ("captured", "received", "dropped"):
             entry[count] = stopped.get(count)

@@ -38,7 +38,8 @@ def _delay(hop):
 
 def _interface(hop):
     encap = hop.get("encap")
-    return "%s (%s)" % (hop.get("interface"), encap) if encap and encap != "none" else str(hop.get("interface"))
+    name = hop.get("interface") or "?"
+    return "%s (%s)" % (name, encap) if encap and encap != "none" else name
 
 
 def _seen(hop):
@@ -114,7 +115,7 @@ def render_markdown(report):
     out.append("| --- | ---: | --- | --- | --- | --- | ---: | --- | --- | ---: |")
     for h in report.get("hops") or []:
         out.append("| %s | %s | %s | `%s` | %s | %s | %s | %s | %s | %s |" % (
-            h.get("direction"), h.get("index"), h.get("node"), h.get("interface"), h.get("role") or "", h.get("encap") or "none",
+            h.get("direction"), h.get("index"), h.get("node"), h.get("interface") or "?", h.get("role") or "", h.get("encap") or "none",
             "" if h.get("packets") is None else h.get("packets"), _seen(h), h.get("status"), _delay(h)))
     notes = list(report.get("notes") or [])
     if notes:

@@ -439,7 +439,7 @@ def node_processes(init_pid):
         argv = nsutil.cmdline(pid)
         if not argv:
             continue
-        if argv[0].endswith("sshd") or (argv[0].startswith("sshd") and "[listener]" in " ".join(argv)):
+        if argv[0].endswith("sshd") or argv[0].startswith("sshd:"):   # listener and sessions
             out["sshd"].append(pid)
         elif any(a.endswith("podserver.py") for a in argv[:3]):
             out["podserver"].append(pid)

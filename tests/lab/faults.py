@@ -8,7 +8,7 @@ kinds:
               on their inner header with xt_u32.
   mtu         lower an interface's MTU and drop ICMP fragmentation-needed leaving the node
               (a PMTU black hole)
-  sshd-down   stop every sshd of a node (the node is unreachable for Ansible)
+  sshd-down   stop every sshd of a node, open sessions too (the node is unreachable for Ansible)
   ipipd-down  stop a node's userspace IPIP daemon (tunl0 loses its carrier)
 """
 import ipaddress
