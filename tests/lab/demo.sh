@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Demo (make demo): bring the lab up (ipip, 2 nodes), show the route a Calico node uses for the
-# remote block, curl across nodes from the seed's source pod, print the pods, bring the lab down.
-# The trace will replace the middle part.
+# make demo: bring the lab cluster up (IPIP, 2 nodes), trace the seed's flow
+# 172.17.25.79 (node-a) -> 172.17.25.239:443 (node-b) hop by hop with the real playbook over
+# SSH, print the hop table and the verdict, keep the run folder, bring the lab down.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
@@ -12,12 +12,15 @@ flock 9
 $LAB up --mode ipip --nodes 2
 trap '$LAB down' EXIT
 
-echo; echo "== ip route on node-a"
-$LAB exec node-a -- ip route
-
-echo; echo "== curl -k https://172.17.25.239 from pod 172.17.25.79 (node-a -> node-b over IPIP)"
-$LAB pod-exec 172.17.25.79 -- curl -sk --max-time 5 \
-  -w 'connect %{time_connect}s  tls %{time_appconnect}s  total %{time_total}s\n' https://172.17.25.239
-
-echo; echo "== pods"
-$LAB status
+echo
+echo "\$ ansible-playbook -i .lab/inventory.ini playbooks/trace_flow.yml -e src=172.17.25.79 -e dst=172.17.25.239"
+rc=0
+ANSIBLE_CONFIG=$PWD/ansible.cfg .venv/bin/ansible-playbook -i .lab/inventory.ini playbooks/trace_flow.yml \
+  -e src=172.17.25.79 -e dst=172.17.25.239 -e output_dir=./traces || rc=$?
+run=$(ls -td traces/*/ 2>/dev/null | head -1)
+if [ -n "$run" ]; then
+  echo
+  echo "run folder: $run"
+  (cd "$run" && find . -type f | sort | sed 's|^\./|  |')
+fi
+exit $rc
