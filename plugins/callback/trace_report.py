@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-# Copyright: hoptrace contributors
+# Copyright: hoptrace developers (@hoptrace)
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ description:
     failed task with its message.
   - Renders only; the table comes from C(plugin_utils/report.py).
 author:
-  - hoptrace contributors
+  - hoptrace developers (@hoptrace)
 requirements:
   - enable it in C(callbacks_enabled) (ansible.cfg C([defaults]) or C(ANSIBLE_CALLBACKS_ENABLED))
 options:
@@ -71,7 +71,7 @@ class CallbackModule(CallbackBase):
         facts = res.get("ansible_facts") or {}
         if isinstance(facts.get("hoptrace_plan"), dict):
             self.plan = facts["hoptrace_plan"]
-        if str(result._task.action).split(".")[-1] == "trace_analyze" and isinstance(res.get("report"), dict):
+        if str(result._task.action).rsplit(".", maxsplit=1)[-1] == "trace_analyze" and isinstance(res.get("report"), dict):
             files = res.get("files") or {}
             run_dir = os.path.dirname(files["json"]) if files.get("json") else None
             self.reports.append((res["report"], run_dir))

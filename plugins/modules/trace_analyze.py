@@ -1,6 +1,6 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-# Copyright: hoptrace contributors
+# Copyright: hoptrace developers (@hoptrace)
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # This file is documentation only: the action plugin plugins/action/trace_analyze.py runs on the controller.
 
@@ -24,7 +24,7 @@ description:
   - Writes C(report.json), C(report.md) and C(trace.pcapng) (one interface per capture, named
     like C(node-b/tunl0)) into O(output_dir).
 author:
-  - hoptrace contributors
+  - hoptrace developers (@hoptrace)
 requirements:
   - dpkt >= 1.9.8 on the controller
 options:
@@ -114,7 +114,7 @@ healthy:
   description:
     - Every planned hop was captured and saw both the request and the response.
     - False when a packet was lost on the way, and also when a hop could not be captured
-      (unreachable node, failed capture): a path with unseen hops is not known to be healthy.
+      (unreachable node, failed capture), because a path with unseen hops is not known to be healthy.
   returned: always
   type: bool
 verdict:
@@ -129,13 +129,13 @@ files:
   contains:
     json:
       description: report.json
-      type: path
+      type: str
     markdown:
       description: report.md
-      type: path
+      type: str
     pcapng:
       description: trace.pcapng (absent when O(merge_pcapng=false)).
-      type: path
+      type: str
 report:
   description: The whole report, also written as report.json.
   returned: always

@@ -69,7 +69,7 @@ def render_table(report, width=80, color=False, run_dir=None):
     width = max(60, int(width or 80))
     w_node = min(14, max([4] + [len(str(h.get("node"))) for h in hops]))
     w_if = min(24, max([9] + [len(_interface(h)) for h in hops]))
-    w_pk = max(4, max([len(str(h.get("packets"))) for h in hops if h.get("packets") is not None] or [1]))
+    w_pk = max([4] + [len(str(h.get("packets"))) for h in hops if h.get("packets") is not None])
     w_st, w_dl = 7, 11
     fixed = 8 + 1 + 2 + 1 + w_node + 1 + 1 + w_pk + 1 + 1 + w_st + 1 + w_dl
     w_seen = min(16, max(12, width - fixed - w_if - 1))

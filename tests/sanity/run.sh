@@ -7,8 +7,11 @@
 # read tests/integration as its own integration targets).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-dest="$root/.build/ansible_collections/hoptrace/k8s"
-rm -rf "$dest"; mkdir -p "$dest"
+mkdir -p "$root/.build"
+build=$(mktemp -d "$root/.build/sanity.XXXXXX")    # one copy per run: runs may overlap
+trap 'rm -rf "$build"' EXIT
+dest="$build/ansible_collections/hoptrace/k8s"
+mkdir -p "$dest"
 cd "$root"
 git ls-files -co --exclude-standard -z | while IFS= read -r -d '' f; do
   [ -e "$f" ] || continue
@@ -23,4 +26,4 @@ export PATH="$root/.venv/bin:$PATH"
 mkdir -p ~/.ansible/test/cache
 cp "$root/tests/sanity/get_pip_shim.py" ~/.ansible/test/cache/get_pip_24_2.py
 py=$("$root/.venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-exec ansible-test sanity --python "$py" --requirements --color no "$@"
+ansible-test sanity --python "$py" --requirements --color no "$@"
