@@ -129,6 +129,10 @@ class Analysis(object):
         IP+TCP header at the offset the first decoded packet of the file gave (any
         packet that does not fit that layout goes through the full decoder), one hash,
         one dict update. Nothing else is kept per packet.
+
+        The record walk of ``Capture.records()`` and the per-direction bookkeeping are
+        written out inline on purpose: a generator step and a helper call per packet
+        cost more than the whole rest of the loop (benchmarks/bench_analysis.py).
         """
         cs = self.caps[ci]
         cap = Capture(path)
