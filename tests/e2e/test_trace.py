@@ -278,8 +278,9 @@ def test_pod_names_without_cluster_access_say_so(lab_factory, tmp_path):
 
 
 def test_check_mode_changes_nothing(lab_factory, tmp_path):
+    """Also: the playbook by its collection name, as an installed collection is used."""
     lab_factory("ipip", 2)
-    rc, out, report = trace(tmp_path, *flow(), "--check")
+    rc, out, report = trace(tmp_path, *flow(), "--check", playbook="hoptrace.k8s.trace_flow")
     assert rc == 0, out[-3000:]
     assert report is None and not any(tmp_path.iterdir())
     assert "check mode: hops planned from the nodes' routes; nothing was captured" in " ".join(out.split())
