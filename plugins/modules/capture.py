@@ -28,8 +28,32 @@ options:
     description:
       - Name of the capture; becomes the file name C(<id>.pcap).
       - 1 to 64 characters from C(A-Z a-z 0-9 _ . -).
+      - Exactly one of O(id) and O(captures) is required.
     type: str
-    required: true
+  captures:
+    description:
+      - Several captures handled in one module run, so that a node arms, stops or removes all its
+        captures in one round trip instead of one per capture.
+      - With O(state=started) every filter is compiled first, then all tcpdumps are started at once
+        and the module returns once every one of them is listening (or has failed).
+      - The other options (O(state), O(snaplen), O(deadline), O(directory), ...) apply to every capture.
+      - One capture failing does not stop the others; the module fails when any of them failed and
+        RV(captures) says which and why.
+      - Exactly one of O(id) and O(captures) is required.
+    type: list
+    elements: dict
+    suboptions:
+      id:
+        description: As O(id).
+        type: str
+        required: true
+      interface:
+        description: As O(interface); required with O(state=started).
+        type: str
+      filter:
+        description: As O(filter).
+        type: str
+        default: ''
   state:
     description:
       - V(started) starts the capture (nothing happens if O(id) is already running).
@@ -93,6 +117,22 @@ options:
         refuses dot-directories and names not ending in C(.pcap)).
     type: path
     default: /var/tmp/hoptrace
+  content_max_size:
+    description:
+      - With O(state=stopped), also return the capture file itself, base64-encoded in RV(content),
+        when it holds at most this many bytes; V(0) never does.
+      - Lets the controller write small captures (a probe's few packets) from the stop's own result
+        instead of fetching each file in further round trips.
+      - 0 to 67108864 (64 MiB).
+    type: int
+    default: 0
+  remove_returned:
+    description:
+      - With O(state=stopped), remove the files of every capture whose content was returned in
+        RV(content), in the same module run, so that no further round trip is needed to clean up.
+      - The result is then the only copy of the capture; RV(removed) lists what was removed.
+    type: bool
+    default: false
   listen_timeout:
     description:
       - Seconds to wait for tcpdump to report C(listening on) before failing.
@@ -141,17 +181,35 @@ EXAMPLES = r'''
     id: run1-eth0
     state: absent
   become: true
+
+- name: Start two captures in one module run (both listening when it returns)
+  hoptrace.k8s.capture:
+    captures:
+      - {id: run2-eth0, interface: eth0, filter: ip proto 4 and host 10.240.0.9}
+      - {id: run2-tunl0, interface: tunl0, filter: host 172.17.25.239}
+    deadline: 60
+  become: true
+  register: caps
 '''
 
 RETURN = r'''
 id:
   description: The capture id.
-  returned: always
+  returned: with O(id)
   type: str
   sample: run1-eth0
+captures:
+  description:
+    - With O(captures), one result per capture in the order given, each with the keys this module
+      returns for a single capture (RV(id), RV(file), RV(pid), RV(captured), ...) and for the
+      captures that failed C(failed=true) and C(msg).
+  returned: with O(captures)
+  type: list
+  elements: dict
+  sample: [{id: run2-eth0, file: /var/tmp/hoptrace/run2-eth0.pcap, pid: 41231, link_type: EN10MB, failed: false}]
 file:
   description: Path of the pcap file on the node.
-  returned: always
+  returned: with O(id)
   type: str
   sample: /var/tmp/hoptrace/run1-eth0.pcap
 pid:
@@ -232,6 +290,11 @@ ended_by:
   returned: state=stopped
   type: str
   sample: stopped
+content:
+  description: The pcap file, base64-encoded.
+  returned: state=stopped, when the file is not empty and at most O(content_max_size) bytes
+  type: str
+  sample: 1MOyoQIABAAAAAAAAAAAAMAAAAABAAAA
 log:
   description: tcpdump's stderr.
   returned: state=stopped
@@ -239,12 +302,13 @@ log:
   sample: "tcpdump: listening on eth0, link-type EN10MB (Ethernet), snapshot length 192 bytes"
 removed:
   description: Files removed.
-  returned: state=absent
+  returned: state=absent, or state=stopped with O(remove_returned) when the content was returned
   type: list
   elements: str
   sample: [/var/tmp/hoptrace/run1-eth0.pcap, /var/tmp/hoptrace/run1-eth0.log]
 '''
 
+import base64
 import os
 import signal
 import socket
@@ -256,11 +320,26 @@ from ansible_collections.hoptrace.k8s.plugins.module_utils import _tcpdump as td
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _validate as v
 
 LC_ENV = {'LC_ALL': 'C', 'LANG': 'C'}
+PER_CAPTURE = ('id', 'interface', 'filter')
+
+
+class CaptureFailed(Exception):
+    """One capture could not be handled: ``msg`` and extra result keys."""
+
+    def __init__(self, msg, **extra):
+        Exception.__init__(self, msg)
+        self.msg = msg
+        self.extra = extra
 
 
 def argspec():
     return dict(
-        id=dict(type='str', required=True),
+        id=dict(type='str'),
+        captures=dict(type='list', elements='dict', options=dict(
+            id=dict(type='str', required=True),
+            interface=dict(type='str'),
+            filter=dict(type='str', default=''),
+        )),
         state=dict(type='str', default='started', choices=['started', 'stopped', 'absent']),
         interface=dict(type='str'),
         filter=dict(type='str', default=''),
@@ -270,6 +349,8 @@ def argspec():
         max_size_mb=dict(type='int', default=64),
         deadline=dict(type='int', default=120),
         directory=dict(type='path', default='/var/tmp/hoptrace'),
+        content_max_size=dict(type='int', default=0),
+        remove_returned=dict(type='bool', default=False),
         listen_timeout=dict(type='int', default=15),
         stop_timeout=dict(type='int', default=10),
     )
@@ -278,9 +359,11 @@ def argspec():
 def validated(params, node):
     """Checked copy of the parameters; raises ValueError naming what to fix."""
     p = dict(params)
+    p.pop('captures', None)
     p['id'] = v.check_id(p['id'])
     p['directory'] = v.check_directory(p['directory'])
     p['stop_timeout'] = v.check_range(p['stop_timeout'], 'stop_timeout', 1, 300)
+    p['content_max_size'] = v.check_range(p['content_max_size'], 'content_max_size', 0, 64 * 1024 * 1024)
     if p['state'] != 'started':
         return p
     if not p.get('interface'):
@@ -319,23 +402,25 @@ def compile_filter(module, tcpdump, p, node):
     rc, out, err = module.run_command(td.compile_argv(tcpdump, p['interface'], p['filter']), environ_update=LC_ENV)
     if rc != 0:
         why = td.error_text(err) or err.strip() or out.strip()
-        module.fail_json(msg="filter %r does not compile for interface '%s' on %s: %s"
-                         % (p['filter'], p['interface'], node, why), stderr=err, rc=rc)
+        raise CaptureFailed("filter %r does not compile for interface '%s' on %s: %s"
+                            % (p['filter'], p['interface'], node, why), stderr=err, rc=rc)
 
 
-def start(module, p, node):
+def plan_start(module, p, node):
+    """``(result, None)`` when nothing is to be started (already running, check mode), else
+    ``(None, state)`` for a capture whose filter compiled and that is ready to launch."""
     paths = td.paths(p['directory'], p['id'])
     current = td.read_state(paths['state'])
     if td.is_running(current):
         result = public(current)
         result.update(changed=False, msg='capture %s is already running' % p['id'])
-        return result
+        return result, None
     tcpdump = module.get_bin_path('tcpdump')
     if not tcpdump:
-        module.fail_json(msg='tcpdump is not installed on %s: install the tcpdump package' % node)
+        raise CaptureFailed('tcpdump is not installed on %s: install the tcpdump package' % node)
     timeout_bin = module.get_bin_path('timeout')
     if not timeout_bin:
-        module.fail_json(msg='timeout (coreutils) is not installed on %s: install coreutils' % node)
+        raise CaptureFailed('timeout (coreutils) is not installed on %s: install coreutils' % node)
     compile_filter(module, tcpdump, p, node)
     count = td.effective_count(p['count'], p['snaplen'], p['max_size_mb'])
     argv = td.capture_argv(timeout_bin, p['deadline'], td.tcpdump_argv(
@@ -346,38 +431,90 @@ def start(module, p, node):
     if module.check_mode:
         result = public(state)
         result.update(changed=True, msg='would start tcpdump on %s' % p['interface'])
-        return result
+        return result, None
+    return None, state
 
-    prepare_directory(p['directory'])
-    for name in ('file', 'log'):
-        if os.path.lexists(paths[name]):
-            os.unlink(paths[name])
-    begin = time.time()
-    proc = td.Detached(argv, paths['log'], dict(os.environ, **LC_ENV))
-    state.update(pid=proc.pid, pid_start=td.proc_start_time(proc.pid), deadline_at=begin + p['deadline'])
-    td.write_state(paths['state'], state)
 
-    limit = begin + p['listen_timeout']
-    while True:
-        text = td.read_text(paths['log'])
+class Launched(object):
+    """A tcpdump started by this run, until it reports ``listening on`` (or fails to)."""
+
+    def __init__(self, p, state):
+        self.p, self.state = p, state
+        paths = td.paths(p['directory'], p['id'])
+        self.state_path = paths['state']
+        for name in ('file', 'log'):
+            if os.path.lexists(paths[name]):
+                os.unlink(paths[name])
+        self.begin = time.time()
+        self.proc = td.Detached(state['argv'], paths['log'], dict(os.environ, **LC_ENV))
+        state.update(pid=self.proc.pid, pid_start=td.proc_start_time(self.proc.pid),
+                     deadline_at=self.begin + p['deadline'])
+        td.write_state(self.state_path, state)
+        self.limit = self.begin + p['listen_timeout']
+
+    def check(self, node):
+        """The result once listening; None while waiting; raises CaptureFailed when it failed."""
+        p, state = self.p, self.state
+        text = td.read_text(state['log'])
         listening = td.parse_listening(text)
         if listening:
             now = time.time()
             state.update(started_at=now, link_type=listening['link_type'])
-            td.write_state(paths['state'], state)
+            td.write_state(self.state_path, state)
             result = public(state)
-            result.update(changed=True, listen_ms=round((now - begin) * 1000.0, 1))
+            result.update(changed=True, listen_ms=round((now - self.begin) * 1000.0, 1))
             return result
-        if proc.poll() is not None:
-            module.fail_json(msg="tcpdump could not capture on '%s' on %s: %s"
-                             % (p['interface'], node, td.error_text(text) or 'it exited with status %s' % proc.returncode),
-                             log=text, rc=proc.returncode, argv=argv)
-        if time.time() > limit:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            module.fail_json(msg="tcpdump did not report 'listening on' within %ds on %s; it was killed. Its output: %s"
-                             % (p['listen_timeout'], node, text.strip() or '(none)'), argv=argv)
-        time.sleep(0.01)
+        if self.proc.poll() is not None:
+            raise CaptureFailed("tcpdump could not capture on '%s' on %s: %s"
+                                % (p['interface'], node, td.error_text(text) or 'it exited with status %s' % self.proc.returncode),
+                                log=text, rc=self.proc.returncode, argv=state['argv'])
+        if time.time() > self.limit:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            raise CaptureFailed("tcpdump did not report 'listening on' within %ds on %s; it was killed. Its output: %s"
+                                % (p['listen_timeout'], node, text.strip() or '(none)'), argv=state['argv'])
+        return None
+
+
+def start_all(module, ps, node):
+    """Start every capture of ``ps`` (validated parameters, or CaptureFailed) at once.
+
+    Filters are compiled first, then every tcpdump is started, then this waits until each one
+    listens; returns one result (or CaptureFailed) per entry, in order.
+    """
+    results = list(ps)
+    ready = []
+    for i, p in enumerate(ps):
+        if isinstance(p, CaptureFailed):
+            continue
+        try:
+            result, state = plan_start(module, p, node)
+        except CaptureFailed as exc:
+            results[i] = exc
+            continue
+        if state is None:
+            results[i] = result
+        else:
+            ready.append((i, p, state))
+    if ready:
+        prepare_directory(ready[0][1]['directory'])
+    waiting = [(i, Launched(p, state)) for i, p, state in ready]
+    while waiting:
+        still = []
+        for i, launched in waiting:
+            try:
+                result = launched.check(node)
+            except CaptureFailed as exc:
+                results[i] = exc
+                continue
+            if result is None:
+                still.append((i, launched))
+            else:
+                results[i] = result
+        waiting = still
+        if waiting:
+            time.sleep(0.01)
+    return results
 
 
 def wait_gone(state, seconds):
@@ -389,35 +526,67 @@ def wait_gone(state, seconds):
     return True
 
 
-def stop(module, p, node):
-    paths = td.paths(p['directory'], p['id'])
-    state = td.read_state(paths['state'])
-    result = {'id': p['id'], 'file': paths['file'], 'changed': False}
-    if state is None:
-        result.update(size=_size(paths['file']), ended_by='unknown', log=td.read_text(paths['log']),
-                      **td.parse_counts(td.read_text(paths['log'])))
-        result['msg'] = 'no capture %s on %s' % (p['id'], node)
-        return result
-    if td.is_running(state):
-        result['changed'] = True
-        if module.check_mode:
-            result.update(msg='would stop capture %s (pid %s)' % (p['id'], state['pid']))
-            return result
-        os.kill(state['pid'], signal.SIGINT)
-        if not wait_gone(state, p['stop_timeout']):
-            _kill_group(state['pid'])
-            wait_gone(state, 5)
-        state['ended_by'] = 'stopped'
-        state['ended_at'] = time.time()
-    text = td.read_text(paths['log'])
-    counts = td.parse_counts(text)
-    if not state.get('ended_by'):
-        state['ended_at'] = time.time()
-        state['ended_by'] = td.ended_by(counts, state, state['ended_at'])
-    if not module.check_mode:
-        td.write_state(paths['state'], state)
-    result.update(size=_size(paths['file']), ended_by=state['ended_by'], log=text, **counts)
-    return result
+def _signal_stop(state):
+    """SIGINT to a running capture; True if it was running."""
+    if not td.is_running(state):
+        return False
+    os.kill(state['pid'], signal.SIGINT)
+    return True
+
+
+def _finish_stop(state, seconds):
+    if not wait_gone(state, seconds):
+        _kill_group(state['pid'])
+        wait_gone(state, 5)
+
+
+def stop_all(module, ps, node):
+    """Stop every capture of ``ps`` at once (SIGINT to all, then wait for each); results in order."""
+    results = list(ps)
+    states = {}
+    for i, p in enumerate(ps):
+        if isinstance(p, CaptureFailed):
+            continue
+        state = td.read_state(td.paths(p['directory'], p['id'])['state'])
+        signalled = state is not None and not module.check_mode and _signal_stop(state)
+        states[i] = (state, signalled)
+    for i, (state, signalled) in states.items():
+        p = ps[i]
+        paths = td.paths(p['directory'], p['id'])
+        result = {'id': p['id'], 'file': paths['file'], 'changed': False}
+        if state is None:
+            result.update(size=_size(paths['file']), ended_by='unknown', log=td.read_text(paths['log']),
+                          **td.parse_counts(td.read_text(paths['log'])))
+            result['msg'] = 'no capture %s on %s' % (p['id'], node)
+            results[i] = result
+            continue
+        if module.check_mode and td.is_running(state):
+            result.update(changed=True, msg='would stop capture %s (pid %s)' % (p['id'], state['pid']))
+            results[i] = result
+            continue
+        if signalled:
+            result['changed'] = True
+            _finish_stop(state, p['stop_timeout'])
+            state['ended_by'] = 'stopped'
+            state['ended_at'] = time.time()
+        text = td.read_text(paths['log'])
+        counts = td.parse_counts(text)
+        if not state.get('ended_by'):
+            state['ended_at'] = time.time()
+            state['ended_by'] = td.ended_by(counts, state, state['ended_at'])
+        if not module.check_mode:
+            td.write_state(paths['state'], state)
+        result.update(size=_size(paths['file']), ended_by=state['ended_by'], log=text, **counts)
+        if 0 < result['size'] <= p['content_max_size']:
+            with open(paths['file'], 'rb') as handle:
+                result['content'] = base64.b64encode(handle.read()).decode('ascii')
+            if p['remove_returned'] and not module.check_mode:
+                result['removed'] = [paths[k] for k in ('file', 'log', 'state') if os.path.lexists(paths[k])]
+                for path in result['removed']:
+                    os.unlink(path)
+                result['changed'] = True
+        results[i] = result
+    return results
 
 
 def _kill_group(pid):
@@ -434,46 +603,80 @@ def _size(path):
         return 0
 
 
-def absent(module, p, node):
-    paths = td.paths(p['directory'], p['id'])
-    state = td.read_state(paths['state'])
-    existing = [paths[k] for k in ('file', 'log', 'state') if os.path.lexists(paths[k])]
-    result = {'id': p['id'], 'file': paths['file'], 'removed': existing, 'changed': bool(existing)}
-    if module.check_mode:
-        return result
-    if td.is_running(state):
-        os.kill(state['pid'], signal.SIGINT)
-        if not wait_gone(state, p['stop_timeout']):
-            _kill_group(state['pid'])
-            wait_gone(state, 5)
-    for path in existing:
-        os.unlink(path)
-    return result
+def absent_all(module, ps, node):
+    """Stop (all at once) and remove the files of every capture of ``ps``; results in order."""
+    results = list(ps)
+    todo = []
+    for i, p in enumerate(ps):
+        if isinstance(p, CaptureFailed):
+            continue
+        paths = td.paths(p['directory'], p['id'])
+        state = td.read_state(paths['state'])
+        existing = [paths[k] for k in ('file', 'log', 'state') if os.path.lexists(paths[k])]
+        results[i] = {'id': p['id'], 'file': paths['file'], 'removed': existing, 'changed': bool(existing)}
+        if not module.check_mode:
+            todo.append((p, state, existing, _signal_stop(state)))
+    for p, state, existing, signalled in todo:
+        if signalled:
+            _finish_stop(state, p['stop_timeout'])
+        for path in existing:
+            os.unlink(path)
+    return results
+
+
+HANDLERS = {'started': start_all, 'stopped': stop_all, 'absent': absent_all}
+
+
+def _run(module, ps, node):
+    """Results (dicts, or CaptureFailed) of the state's handler for every capture of ``ps``."""
+    state = module.params['state']
+    try:
+        return HANDLERS[state](module, ps, node)
+    except ValueError as exc:
+        return [CaptureFailed(str(exc))] * len(ps)
+    except OSError as exc:
+        ids = ', '.join(p['id'] for p in ps if not isinstance(p, CaptureFailed))
+        return [CaptureFailed('capture %s (%s) failed on %s: %s' % (ids, state, node, exc),
+                              exception=traceback.format_exc())] * len(ps)
 
 
 def execute_module(module):
     node = socket.gethostname()
-    try:
-        p = validated(module.params, node)
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
-    try:
-        if p['state'] == 'started':
-            result = start(module, p, node)
-        elif p['state'] == 'stopped':
-            result = stop(module, p, node)
+    if module.params.get('captures') is None:
+        try:
+            p = validated(module.params, node)
+        except ValueError as exc:
+            module.fail_json(msg=str(exc))
+        result = _run(module, [p], node)[0]
+        if isinstance(result, CaptureFailed):
+            module.fail_json(msg=result.msg, **result.extra)
+        module.exit_json(**result)
+
+    ps = []
+    for entry in module.params['captures']:
+        params = dict(module.params, **dict((k, entry.get(k)) for k in PER_CAPTURE))
+        try:
+            ps.append(validated(params, node))
+        except ValueError as exc:
+            ps.append(CaptureFailed(str(exc)))
+    results = []
+    for entry, result in zip(module.params['captures'], _run(module, ps, node)):
+        if isinstance(result, CaptureFailed):
+            result = dict(result.extra, id=entry.get('id'), failed=True, changed=False, msg=result.msg)
         else:
-            result = absent(module, p, node)
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
-    except OSError as exc:
-        module.fail_json(msg='capture %s (%s) failed on %s: %s' % (p['id'], p['state'], node, exc),
-                         exception=traceback.format_exc())
-    module.exit_json(**result)
+            result = dict(result, failed=False)
+        results.append(result)
+    failed = [r for r in results if r['failed']]
+    out = {'captures': results, 'changed': any(r.get('changed') for r in results)}
+    if failed:
+        module.fail_json(msg='%d of %d captures failed on %s: %s' % (
+            len(failed), len(results), node, '; '.join('%s: %s' % (r['id'], r['msg']) for r in failed)), **out)
+    module.exit_json(**out)
 
 
 def main():
-    module = AnsibleModule(argument_spec=argspec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argspec(), supports_check_mode=True,
+                           mutually_exclusive=[('id', 'captures')], required_one_of=[('id', 'captures')])
     execute_module(module)
 
 

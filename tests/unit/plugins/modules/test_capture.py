@@ -87,3 +87,73 @@ def test_stop_reports_counts_of_an_ended_capture(tmp_path):
     result, _script = run_module(capture, {"id": "c2", "state": "absent", "directory": str(tmp_path)}, [])
     assert sorted(os.path.basename(p) for p in result["removed"]) == ["c2.log", "c2.pcap", "c2.state.json"]
     assert os.listdir(str(tmp_path)) == []
+
+
+def test_captures_list_check_mode_compiles_every_filter(tmp_path, no_process):
+    directory = str(tmp_path / "cap")
+    commands = [{"command": ["/testbin/tcpdump", "-d", "-i", "lo", "--", "icmp"], "out": "(000) ret #0\n"},
+                {"command": ["/testbin/tcpdump", "-d", "-i", "lo", "--", "tcp"], "out": "(000) ret #0\n"}]
+    result, script = run_module(capture, {"captures": [{"id": "c1", "interface": "lo", "filter": "icmp"},
+                                                       {"id": "c2", "interface": "lo", "filter": "tcp"}],
+                                          "directory": directory, "deadline": 30}, commands, check_mode=True)
+    assert not result["failed"] and result["changed"] is True and script.steps == []
+    assert [c["id"] for c in result["captures"]] == ["c1", "c2"]
+    assert [c["argv"][3] for c in result["captures"]] == ["30", "30"]
+    assert [c["failed"] for c in result["captures"]] == [False, False]
+    assert not os.path.exists(directory)
+
+
+def test_captures_list_one_bad_capture_fails_alone(tmp_path, no_process):
+    commands = [{"command": ["/testbin/tcpdump", "-d", "-i", "lo", "--", "icmp"], "out": "(000) ret #0\n"}]
+    result, _script = run_module(capture, {"captures": [{"id": "c1", "interface": "lo", "filter": "icmp"},
+                                                        {"id": "c2", "interface": "lo", "filter": "$(id)"}],
+                                           "directory": str(tmp_path)}, commands, check_mode=True)
+    assert result["failed"] and result["msg"].startswith("1 of 2 captures failed on ")
+    first, second = result["captures"]
+    assert first["failed"] is False and first["id"] == "c1"
+    assert second["failed"] is True and second["id"] == "c2" and "contains '$'" in second["msg"]
+
+
+def test_captures_list_and_id_are_exclusive(tmp_path, no_process):
+    result, _script = run_module(capture, {"id": "c1", "captures": [{"id": "c2", "interface": "lo"}],
+                                           "directory": str(tmp_path)}, [])
+    assert result["failed"] and "mutually exclusive" in result["msg"]
+    result, _script = run_module(capture, {"directory": str(tmp_path)}, [])
+    assert result["failed"] and "one of the following is required" in result["msg"]
+
+
+def test_captures_list_stop_and_absent(tmp_path):
+    base = str(tmp_path / "c2")
+    with open(base + ".pcap", "wb") as handle:
+        handle.write(b"\0" * 40)
+    from ansible_collections.hoptrace.k8s.plugins.module_utils import _tcpdump as td
+    td.write_state(base + ".state.json", {"id": "c2", "pid": 999999999, "pid_start": 1, "count": 2, "deadline_at": 1e12})
+    caps = [{"id": "nothing"}, {"id": "c2"}]
+    result, _script = run_module(capture, {"captures": caps, "state": "stopped", "directory": str(tmp_path)}, [])
+    assert not result["failed"]
+    assert [(c["id"], c["ended_by"], c["size"]) for c in result["captures"]] == [("nothing", "unknown", 0), ("c2", "exited", 40)]
+    result, _script = run_module(capture, {"captures": caps, "state": "absent", "directory": str(tmp_path)}, [])
+    assert not result["failed"] and result["changed"] is True
+    assert [len(c["removed"]) for c in result["captures"]] == [0, 2]
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_stop_returns_small_captures_inline(tmp_path):
+    import base64
+    from ansible_collections.hoptrace.k8s.plugins.module_utils import _tcpdump as td
+    for cid, size in (("small", 40), ("big", 400)):
+        with open(str(tmp_path / (cid + ".pcap")), "wb") as handle:
+            handle.write(bytes(range(256)) * 2 if size > 256 else bytes(range(size)))
+        state = {"id": cid, "pid": 999999999, "pid_start": 1, "count": 2, "deadline_at": 1e12}
+        td.write_state(str(tmp_path / (cid + ".state.json")), state)
+    result, _script = run_module(capture, {"captures": [{"id": "small"}, {"id": "big"}], "state": "stopped",
+                                           "content_max_size": 100, "directory": str(tmp_path)}, [])
+    small, big = result["captures"]
+    assert base64.b64decode(small["content"]) == bytes(range(40)) and "content" not in big
+    result, _script = run_module(capture, {"id": "small", "state": "stopped", "directory": str(tmp_path)}, [])
+    assert "content" not in result and "removed" not in result
+    result, _script = run_module(capture, {"captures": [{"id": "small"}, {"id": "big"}], "state": "stopped",
+                                           "content_max_size": 100, "remove_returned": True, "directory": str(tmp_path)}, [])
+    small, big = result["captures"]
+    assert sorted(os.path.basename(p) for p in small["removed"]) == ["small.pcap", "small.state.json"]
+    assert "removed" not in big and sorted(os.listdir(str(tmp_path))) == ["big.pcap", "big.state.json"]
