@@ -1,0 +1,480 @@
+#!/usr/bin/env python3
+"""Run hoptrace's benchmarks on the lab and write BENCHMARKS.md (`make bench`).
+
+1. end-to-end trace time (2 nodes, IPIP) beside the floor of the same work done by a plain
+   parallel ssh + tcpdump script, alternating, with a per-step breakdown of the trace;
+2. scale: the same trace with 2, 8 and 32 lab nodes (only two on the path), forks 5 and 32;
+3. analysis throughput (benchmarks/bench_analysis.py, 1M-packet IPIP and VXLAN captures);
+4. capture fidelity: N consecutive traces, probe packets missed at any armed hop.
+
+The lab is shared: every stretch that uses or changes it holds the exclusive flock on
+/run/hoptrace-lab-tests.lock, leaves the lab in ipip/2 nodes and releases it.
+
+    .venv/bin/python benchmarks/run.py            # full run (about 15 minutes)
+    .venv/bin/python benchmarks/run.py --quick    # 1 trace each, 2 and 8 nodes, 20k packets, 3 fidelity traces
+"""
+import argparse
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import platform
+import re
+import select
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+if os.path.join(ROOT, "tests") not in sys.path:
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+from lab import labctl  # noqa: E402
+
+LOCK = "/run/hoptrace-lab-tests.lock"
+SRC, DST = "172.17.25.79", "172.17.25.239"
+PY = os.path.join(ROOT, ".venv", "bin", "python")
+PLAYBOOK_BIN = os.path.join(ROOT, ".venv", "bin", "ansible-playbook")
+INVENTORY = os.path.join(ROOT, ".lab", "inventory.ini")
+SSH_CONFIG = os.path.join(ROOT, ".lab", "ssh_config")
+STEPS = ["startup", "validate", "discover", "plan", "arm", "probe", "stop", "fetch", "remove", "analyze", "exit"]
+FLOOR_DIR = "/var/tmp/hoptrace-floor"
+
+
+def log(msg):
+    print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+
+def _lock_held_here():
+    """True when this process already holds the lab lock (run from a test under lab.fixtures)."""
+    try:
+        ino = os.stat(LOCK).st_ino
+        with open("/proc/locks") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 6 and parts[1] == "FLOCK" and parts[4] == str(os.getpid()) and parts[5].endswith(":%d" % ino):
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+@contextlib.contextmanager
+def lab_lock(mode="ipip", nodes=2):
+    """Hold the shared lab's lock, with the lab up in ``mode``/``nodes``; leave it ipip/2.
+
+    When this process holds it already (the lab fixture of benchmarks/test_bench_run.py), the
+    lab is used under that hold."""
+    held = _lock_held_here()
+    with open(LOCK, "a") as handle:
+        if not held:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            ensure_lab(mode, nodes)
+            yield
+        finally:
+            try:
+                ensure_lab("ipip", 2)
+            finally:
+                if not held:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_lab(mode, nodes):
+    st = labctl.status()
+    healthy = (st.get("up") and st.get("mode") == mode and len(st.get("nodes") or []) == nodes
+               and all(n["alive"] and n["sshd"] and n["podserver"] for n in st["nodes"]))
+    if healthy and st.get("faults"):
+        labctl.fault_clear()
+    if not healthy:
+        log("lab up --mode %s --nodes %d" % (mode, nodes))
+        labctl.up(mode, nodes)
+
+
+def fmt(values, unit="s", digits=2):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return ("%.*f %s" % (digits, values[0], unit)).strip()
+    return ("%.*f (%.*f–%.*f) %s" % (digits, statistics.median(values), digits, min(values), digits, max(values), unit)).strip()
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+# ---------------------------------------------------------------- the trace, timed per step
+
+def _step(task):
+    name, path = task["name"], task["file"]
+    if path in ("trace_flow.yml", "validate.yml", "resolve.yml"):
+        return "validate"
+    if path == "collect.yml":
+        return "fetch" if "Fetch" in name else "remove" if "Remove" in name else "stop"
+    return {"discover.yml": "discover", "plan.yml": "plan", "arm.yml": "arm", "probe.yml": "probe",
+            "analyze.yml": "analyze"}.get(path, "validate")
+
+
+def run_trace(out_dir, cold=True, forks=None):
+    """One `ansible-playbook playbooks/trace_flow.yml`; wall time, per-step seconds, report."""
+    timing = tempfile.mktemp(prefix="hoptrace-timing-", suffix=".json")
+    control = tempfile.mkdtemp(prefix="htcp-") if cold else None
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+               ANSIBLE_CALLBACK_PLUGINS=os.path.join(HERE, "callback_plugins"),
+               ANSIBLE_CALLBACKS_ENABLED="hoptrace.k8s.trace_report,hoptrace_timing",
+               HOPTRACE_TIMING_FILE=timing)
+    if forks:
+        env["ANSIBLE_FORKS"] = str(forks)
+    argv = [PLAYBOOK_BIN, "-i", INVENTORY, os.path.join(ROOT, "playbooks", "trace_flow.yml"),
+            "-e", "src=%s" % SRC, "-e", "dst=%s" % DST, "-e", "output_dir=%s" % out_dir]
+    if control:
+        # a fresh ssh ControlPath: every connection is opened by this run, as for a user's first trace
+        argv += ["-e", "ansible_control_path_dir=%s" % control]
+    t0 = time.time()
+    proc = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    t1 = time.time()
+    if control:
+        for sock in os.listdir(control):
+            subprocess.run(["ssh", "-o", "ControlPath=%s" % os.path.join(control, sock), "-O", "exit", "x"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(control, ignore_errors=True)
+    steps = dict.fromkeys(STEPS, 0.0)
+    try:
+        with open(timing) as f:
+            tim = json.load(f)
+        os.unlink(timing)
+        tasks = tim["tasks"]
+        steps["startup"] = tasks[0]["start"] - t0
+        steps["exit"] = t1 - tasks[-1]["end"]
+        for task in tasks:
+            steps[_step(task)] += task["end"] - task["start"]
+    except (OSError, ValueError, IndexError, KeyError):
+        tasks = []
+    match = re.search(r"^files: (\S+)", proc.stdout, re.M)
+    report = None
+    if match and os.path.exists(os.path.join(match.group(1), "report.json")):
+        with open(os.path.join(match.group(1), "report.json")) as f:
+            report = json.load(f)
+    return {"wall": t1 - t0, "rc": proc.returncode, "steps": steps, "report": report,
+            "healthy": bool(report and report.get("healthy")), "output": proc.stdout if proc.returncode else ""}
+
+
+# ---------------------------------------------------------------- the floor: ssh + tcpdump
+
+def get_plan(tmp):
+    path = os.path.join(tmp, "plan.json")
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_CALLBACKS_ENABLED="hoptrace.k8s.trace_report")
+    subprocess.run([PLAYBOOK_BIN, "-i", INVENTORY, os.path.join(HERE, "plan_only.yml"), "-e", "src=%s" % SRC,
+                    "-e", "dst=%s" % DST, "-e", "plan_file=%s" % path], cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    with open(path) as f:
+        return json.load(f)
+
+
+def _read_until(procs, word, timeout):
+    """Read each process' stderr (raw, unbuffered) until it contains ``word``; returns the text per process."""
+    texts = {p: "" for p in procs}
+    waiting = set(procs)
+    limit = time.time() + timeout
+    while waiting and time.time() < limit:
+        ready, _, _ = select.select([p.stderr for p in waiting], [], [], 0.5)
+        for p in list(waiting):
+            if p.stderr in ready:
+                chunk = os.read(p.stderr.fileno(), 65536).decode("utf-8", "replace")
+                texts[p] += chunk
+                if word in texts[p] or not chunk:
+                    waiting.discard(p)
+    if waiting:
+        raise RuntimeError("floor: no %r from %d ssh sessions: %r" % (word, len(waiting), [texts[p] for p in waiting]))
+    return texts
+
+
+def run_floor(plan, out_dir, snaplen=192):
+    """The same captures with plain parallel ssh + tcpdump: arm, probe, SIGINT, scp back, remove."""
+    caps = [c for c in plan["captures"] if c.get("interface")]
+    src_pod = labctl.pod(plan["run"]["src"])
+    os.makedirs(out_dir, exist_ok=True)
+    t0 = time.time()
+    procs = []
+    for i, c in enumerate(caps):
+        f = "%s/%d-%s.pcap" % (FLOOR_DIR, i, re.sub(r"[^A-Za-z0-9_.-]", "_", c["interface"]))
+        script = ("set -m; mkdir -p {d}; tcpdump --immediate-mode -U -nn -i {i} -s {s} -Z root -w {f} -- {flt} & p=$!; "
+                  "read x; kill -INT $p; wait $p; echo stopped >&2; read y; rm -f {f}").format(
+            d=FLOOR_DIR, i=shlex.quote(c["interface"]), s=snaplen, f=f, flt=shlex.quote(c["filter"]))
+        p = subprocess.Popen(["ssh", "-F", SSH_CONFIG, c["node"], script], stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, bufsize=0)
+        p.capture, p.remote = c, f
+        procs.append(p)
+    _read_until(procs, "listening on", 20)
+    t_armed = time.time()
+    subprocess.run(labctl.pod_argv(src_pod, ["curl", "-sk", "--max-time", "3", "-o", "/dev/null",
+                                             "https://%s:%d/" % (plan["run"]["dst"], plan["run"]["port"])]))
+    t_probed = time.time()
+    for p in procs:
+        p.stdin.write(b"\n")
+    texts = _read_until(procs, "stopped", 20)
+    t_stopped = time.time()
+    by_node = {}
+    for p in procs:
+        by_node.setdefault(p.capture["node"], []).append(p)
+    scps = []
+    for node, ps in by_node.items():
+        dest = os.path.join(out_dir, node)
+        os.makedirs(dest, exist_ok=True)
+        scps.append(subprocess.Popen(["scp", "-q", "-F", SSH_CONFIG] + ["%s:%s" % (node, p.remote) for p in ps] + [dest + "/"]))
+    for s in scps:
+        s.wait()
+    t_fetched = time.time()
+    for p in procs:
+        p.stdin.write(b"\n")
+        p.stdin.close()
+    for p in procs:
+        p.wait()
+    t1 = time.time()
+    captured = []
+    for p in procs:
+        m = re.search(r"(\d+) packets? captured", texts[p])
+        captured.append(int(m.group(1)) if m else None)
+    return {"wall": t1 - t0, "arm": t_armed - t0, "probe": t_probed - t_armed, "stop": t_stopped - t_probed,
+            "fetch": t_fetched - t_stopped, "remove": t1 - t_fetched, "captured": captured}
+
+
+# ---------------------------------------------------------------- sections
+
+def section_e2e(args, tmp):
+    traces, warm, floors = [], [], []
+    with lab_lock("ipip", 2):
+        plan = get_plan(tmp)
+        for i in range(args.repeat):
+            log("e2e %d/%d: trace (cold)" % (i + 1, args.repeat))
+            traces.append(run_trace(os.path.join(tmp, "traces")))
+            log("e2e %d/%d: floor" % (i + 1, args.repeat))
+            floors.append(run_floor(plan, os.path.join(tmp, "floor", str(i))))
+            log("e2e %d/%d: trace (warm ssh connections)" % (i + 1, args.repeat))
+            warm.append(run_trace(os.path.join(tmp, "traces"), cold=False))
+    return {"traces": traces, "warm": warm, "floors": floors, "captures": len(plan["captures"])}
+
+
+def section_scale(args, tmp):
+    rows = []
+    for n in args.nodes:
+        variants = [None] + ([5, 32] if n == max(args.nodes) and n > 5 else [])
+        with lab_lock("ipip", n):
+            for forks in variants:
+                runs = []
+                for i in range(args.scale_repeat):
+                    log("scale: %d nodes, forks %s, trace %d/%d" % (n, forks or "cfg", i + 1, args.scale_repeat))
+                    runs.append(run_trace(os.path.join(tmp, "traces"), forks=forks))
+                rows.append({"nodes": n, "forks": forks, "runs": runs})
+    return rows
+
+
+def section_analysis(args, tmp):
+    raw = os.path.join(tmp, "analysis.json")
+    argv = [PY, os.path.join(HERE, "bench_analysis.py"), "--packets", str(args.packets), "--repeat", str(args.analysis_repeat),
+            "--json", raw]
+    log("analysis: %d packets" % args.packets)
+    out = subprocess.run(argv, cwd=ROOT, stdout=subprocess.PIPE, check=True, text=True).stdout
+    with open(raw) as f:
+        return {"table": out.strip(), "raw": json.load(f)}
+
+
+def fidelity_of(report):
+    """(hops armed, hops not seen, packets missed) of one report: a hop that is not seen misses
+    every packet of its direction's first hop; a seen hop misses what it has fewer than it."""
+    if not report:
+        return None
+    armed = not_seen = missed = 0
+    for direction in ("request", "response"):
+        hops = [h for h in report["hops"] if h["direction"] == direction]
+        if not hops:
+            continue
+        first = hops[0].get("packets") or 0
+        for h in hops:
+            armed += 1
+            if h.get("status") != "seen":
+                not_seen += 1
+                missed += first
+            else:
+                missed += max(0, first - (h.get("packets") or 0))
+    return armed, not_seen, missed
+
+
+def section_fidelity(args, tmp):
+    runs = []
+    batch = 25
+    done = 0
+    while done < args.traces:
+        with lab_lock("ipip", 2):
+            for _ in range(min(batch, args.traces - done)):
+                done += 1
+                log("fidelity trace %d/%d" % (done, args.traces))
+                r = run_trace(os.path.join(tmp, "traces"), cold=False)
+                runs.append({"rc": r["rc"], "wall": r["wall"], "fid": fidelity_of(r["report"]),
+                             "first": [h["packets"] for h in (r["report"] or {}).get("hops", []) if h["index"] == 1]})
+                if r["report"] is None:
+                    log("trace failed:\n" + r["output"][-2000:])
+    return runs
+
+
+# ---------------------------------------------------------------- report
+
+def machine():
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem = int(f.readline().split()[1]) / 1048576.0
+    ansible = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible"), "--version"], stdout=subprocess.PIPE,
+                             text=True).stdout.splitlines()[0]
+    return {"nproc": os.cpu_count(), "cpu": model, "mem_gib": mem, "kernel": platform.release(),
+            "python": platform.python_version(), "ansible": ansible,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def step_table(columns):
+    """Markdown per-step table: columns is [(title, [run, ...])]."""
+    lines = ["| step | " + " | ".join(t for t, _ in columns) + " |", "| --- |" + " ---: |" * len(columns)]
+    for step in STEPS + ["total"]:
+        cells = []
+        for _t, runs in columns:
+            vals = [r["wall"] if step == "total" else r["steps"][step] for r in runs]
+            cells.append(fmt(vals))
+        lines.append("| %s | %s |" % (step, " | ".join(cells)))
+    return lines
+
+
+def render(args, m, e2e, scale, analysis, fidelity):
+    out = ["# hoptrace benchmarks", "",
+           "Written by `benchmarks/run.py` (`make bench`)%s. Figures are medians with (min–max) over the runs." % (
+               " in **--quick** mode (tiny, not for quoting)" if args.quick else ""),
+           "",
+           "Machine: %d CPUs (`nproc`), %s, %.1f GiB memory, kernel %s, Python %s, %s; %s." % (
+               m["nproc"], m["cpu"], m["mem_gib"], m["kernel"], m["python"], m["ansible"], m["date"]), ""]
+    headline = []
+    if e2e:
+        tr, wr, fl = e2e["traces"], e2e["warm"], e2e["floors"]
+        ratio = med([r["wall"] for r in tr]) / med([f["wall"] for f in fl])
+        ratio_w = med([r["wall"] for r in wr]) / med([f["wall"] for f in fl])
+        headline.append("end-to-end trace %.1f s, %.1f× the ssh + tcpdump floor (%.2f s); %.1f s with warm ssh connections" % (
+            med([r["wall"] for r in tr]), ratio, med([f["wall"] for f in fl]), med([r["wall"] for r in wr])))
+        out += ["## 1. End-to-end trace time (lab, 2 nodes, IPIP, %d captures)" % e2e["captures"], "",
+                "`ansible-playbook -i .lab/inventory.ini playbooks/trace_flow.yml -e src=%s -e dst=%s`, discover to report, "
+                "%d runs of each, alternating. *Cold*: a fresh ssh ControlPath per run (a user's first trace); *warm*: the "
+                "lab's ControlPersist connections from the previous run are reused. The *floor* does the same work with a "
+                "plain script: one `ssh -F .lab/ssh_config NODE` per capture in parallel running tcpdump with the plan's "
+                "filters, wait for `listening on`, `curl -sk` from inside the source pod, SIGINT, `scp` the files back "
+                "(one scp per node, in parallel), remove them." % (SRC, DST, len(tr)), "",
+                "| what | seconds | ratio to the floor | healthy runs |", "| --- | ---: | ---: | ---: |",
+                "| trace, cold | %s | **%.1f×** | %d/%d |" % (fmt([r["wall"] for r in tr]), ratio, sum(r["healthy"] for r in tr), len(tr)),
+                "| trace, warm ssh connections | %s | %.1f× | %d/%d |" % (fmt([r["wall"] for r in wr]), ratio_w,
+                                                                     sum(r["healthy"] for r in wr), len(wr)),
+                "| floor: parallel ssh + tcpdump + scp | %s | 1.0× | captured %s |" % (
+                    fmt([f["wall"] for f in fl]), "/".join(str(c) for c in fl[-1]["captured"])),
+                "", "Target: ≤ 3× the floor — %s." % ("met" if ratio <= 3 else "**missed**"), "",
+                "Where the time goes (the trace, per step; a step lasts from its first task's start to the next "
+                "step's, as profile_tasks counts; *startup* is process start to the first task, *exit* the last task "
+                "to process exit):", ""]
+        out += step_table([("trace, cold", tr), ("trace, warm", wr)])
+        out += ["", "The floor's own steps: arm %s, probe %s, stop %s, scp %s, remove %s." % (
+            fmt([f["arm"] for f in fl]), fmt([f["probe"] for f in fl]), fmt([f["stop"] for f in fl]),
+            fmt([f["fetch"] for f in fl]), fmt([f["remove"] for f in fl])), ""]
+    if scale:
+        base = med([r["wall"] for r in scale[0]["runs"]])
+        out += ["## 2. Scale: 2 to %d lab nodes, two on the path (IPIP, cold)" % max(args.nodes), "",
+                "| nodes | forks | seconds | vs 2 nodes | healthy |", "| ---: | ---: | ---: | ---: | ---: |"]
+        for row in scale:
+            w = [r["wall"] for r in row["runs"]]
+            out.append("| %d | %s | %s | %.2f× | %d/%d |" % (row["nodes"], row["forks"] or "ansible.cfg", fmt(w), med(w) / base,
+                                                          sum(r["healthy"] for r in row["runs"]), len(w)))
+        top = [row for row in scale if row["nodes"] == max(args.nodes) and row["forks"] is None][0]
+        ratio = med([r["wall"] for r in top["runs"]]) / base
+        headline.append("%d nodes %.2f× the 2-node time" % (top["nodes"], ratio))
+        out += ["", "Target: %d nodes ≤ 1.3× the 2-node time — %s." % (top["nodes"], "met" if ratio <= 1.3 else "**missed**"),
+                "", "Per step:", ""]
+        out += step_table([("%d nodes%s" % (row["nodes"], ", forks %d" % row["forks"] if row["forks"] else ""), row["runs"])
+                           for row in scale])
+        out.append("")
+    if analysis:
+        raw = analysis["raw"]
+        walls = {k: med([r["wall"] for r in v["hoptrace"]]) for k, v in raw.items()}
+        rss = {k: max(r["rss_mib"] for r in v["hoptrace"]) for k, v in raw.items()}
+        ok = all(w <= 1.5 for w in walls.values()) and all(r <= 64 for r in rss.values())
+        headline.append("analysis of %s packets: %s" % (
+            "/".join("{:,}".format(v["packets"]) for v in raw.values()),
+            ", ".join("%s %.2f s %.0f MiB" % (k, walls[k], rss[k]) for k in raw)))
+        out += ["## 3. Analysis throughput (`benchmarks/bench_analysis.py --packets %d`)" % args.packets, "",
+                "Generated six-capture traces (one TCP bulk transfer seen on every hop), hoptrace's analysis in a "
+                "fresh child process beside `tcpdump -nn -r` and `tshark -r` over the same six files.", "",
+                analysis["table"], "",
+                "Target: ≤ 1.5 s and ≤ 64 MiB (child process wall, peak RSS) — %s." % ("met" if ok else "**missed**"), ""]
+    if fidelity is not None:
+        fids = [r["fid"] for r in fidelity if r["fid"]]
+        armed = sum(f[0] for f in fids)
+        not_seen = sum(f[1] for f in fids)
+        missed = sum(f[2] for f in fids)
+        failed = len(fidelity) - len(fids)
+        first = [sum(r["first"]) for r in fidelity if r["first"]]
+        headline.append("%d consecutive traces: %d probe packets missed" % (len(fidelity), missed))
+        out += ["## 4. Capture fidelity (%d consecutive traces, 2 nodes, IPIP)" % len(fidelity), "",
+                "From each run's `report.json`: a hop that is not `seen` misses every packet its direction's first hop "
+                "saw; a seen hop misses what it has fewer than the first hop.", "",
+                "| traces | without a report | hops armed | hops not seen | probe packets missed | packets at the first hops per trace |",
+                "| ---: | ---: | ---: | ---: | ---: | ---: |",
+                "| %d | %d | %d | %d | **%d** | %s |" % (len(fidelity), failed, armed, not_seen, missed, fmt(first, "", 0)), "",
+                "Target: 0 — %s." % ("met" if missed == 0 and failed == 0 else "**missed**"), ""]
+    out[6:6] = ["Headline: " + "; ".join(headline) + ".", ""] if headline else []
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1 trace each, 2 and 8 nodes, 20k packets, 3 fidelity traces")
+    ap.add_argument("--repeat", type=int, help="traces per figure (default 5, quick 1)")
+    ap.add_argument("--scale-repeat", type=int, help="traces per scale figure (default 3, quick 1)")
+    ap.add_argument("--nodes", type=lambda s: [int(x) for x in s.split(",")], help="node counts (default 2,8,32; quick 2,8)")
+    ap.add_argument("--packets", type=int, help="analysis packets (default 1000000; quick 20000)")
+    ap.add_argument("--analysis-repeat", type=int, help="default 3, quick 1")
+    ap.add_argument("--traces", type=int, help="fidelity traces (default 100; quick 3)")
+    ap.add_argument("--only", action="append", choices=["e2e", "scale", "analysis", "fidelity"], help="default: all")
+    ap.add_argument("--output", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    ap.add_argument("--json", help="also write the raw figures here")
+    args = ap.parse_args(argv)
+    q = args.quick
+    args.repeat = args.repeat or (1 if q else 5)
+    args.scale_repeat = args.scale_repeat or (1 if q else 3)
+    args.nodes = args.nodes or ([2, 8] if q else [2, 8, 32])
+    args.packets = args.packets or (20000 if q else 1000000)
+    args.analysis_repeat = args.analysis_repeat or (1 if q else 3)
+    args.traces = args.traces if args.traces is not None else (3 if q else 100)
+    only = set(args.only or ["e2e", "scale", "analysis", "fidelity"])
+    tmp = tempfile.mkdtemp(prefix="hoptrace-bench-")
+    try:
+        e2e = section_e2e(args, tmp) if "e2e" in only else None
+        scale = section_scale(args, tmp) if "scale" in only else None
+        analysis = section_analysis(args, tmp) if "analysis" in only else None
+        fidelity = section_fidelity(args, tmp) if "fidelity" in only else None
+        text = render(args, machine(), e2e, scale, analysis, fidelity)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    with open(args.output, "w") as f:
+        f.write(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"e2e": e2e, "scale": scale, "analysis": analysis, "fidelity": fidelity}, f, indent=1, default=str)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
