@@ -44,6 +44,7 @@ INVENTORY = os.path.join(ROOT, ".lab", "inventory.ini")
 SSH_CONFIG = os.path.join(ROOT, ".lab", "ssh_config")
 STEPS = ["startup", "validate", "discover", "plan", "arm", "probe", "stop", "fetch", "remove", "analyze", "exit"]
 FLOOR_DIR = "/var/tmp/hoptrace-floor"
+PLAY_ROOT = [ROOT]   # --root: run the trace from another checkout (a before/after comparison)
 
 
 def log(msg):
@@ -126,19 +127,20 @@ def run_trace(out_dir, cold=True, forks=None):
     """One `ansible-playbook playbooks/trace_flow.yml`; wall time, per-step seconds, report."""
     timing = tempfile.mktemp(prefix="hoptrace-timing-", suffix=".json")
     control = tempfile.mkdtemp(prefix="htcp-") if cold else None
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+    root = PLAY_ROOT[0]
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(root, "ansible.cfg"),
                ANSIBLE_CALLBACK_PLUGINS=os.path.join(HERE, "callback_plugins"),
                ANSIBLE_CALLBACKS_ENABLED="hoptrace.k8s.trace_report,hoptrace_timing",
                HOPTRACE_TIMING_FILE=timing)
     if forks:
         env["ANSIBLE_FORKS"] = str(forks)
-    argv = [PLAYBOOK_BIN, "-i", INVENTORY, os.path.join(ROOT, "playbooks", "trace_flow.yml"),
+    argv = [PLAYBOOK_BIN, "-i", INVENTORY, os.path.join(root, "playbooks", "trace_flow.yml"),
             "-e", "src=%s" % SRC, "-e", "dst=%s" % DST, "-e", "output_dir=%s" % out_dir]
     if control:
         # a fresh ssh ControlPath: every connection is opened by this run, as for a user's first trace
         argv += ["-e", "ansible_control_path_dir=%s" % control]
     t0 = time.time()
-    proc = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     t1 = time.time()
     if control:
         for sock in os.listdir(control):
@@ -447,10 +449,13 @@ def main(argv=None):
     ap.add_argument("--analysis-repeat", type=int, help="default 3, quick 1")
     ap.add_argument("--traces", type=int, help="fidelity traces (default 100; quick 3)")
     ap.add_argument("--only", action="append", choices=["e2e", "scale", "analysis", "fidelity"], help="default: all")
+    ap.add_argument("--root", help="run the trace from this checkout instead (e.g. a git worktree of an older commit)")
     ap.add_argument("--output", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--json", help="also write the raw figures here")
     args = ap.parse_args(argv)
     q = args.quick
+    if args.root:
+        PLAY_ROOT[0] = os.path.abspath(args.root)
     args.repeat = args.repeat or (1 if q else 5)
     args.scale_repeat = args.scale_repeat or (1 if q else 3)
     args.nodes = args.nodes or ([2, 8] if q else [2, 8, 32])
