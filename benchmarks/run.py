@@ -42,7 +42,7 @@ PY = os.path.join(ROOT, ".venv", "bin", "python")
 PLAYBOOK_BIN = os.path.join(ROOT, ".venv", "bin", "ansible-playbook")
 INVENTORY = os.path.join(ROOT, ".lab", "inventory.ini")
 SSH_CONFIG = os.path.join(ROOT, ".lab", "ssh_config")
-STEPS = ["startup", "validate", "discover", "plan", "arm", "probe", "stop", "fetch", "remove", "analyze", "exit"]
+STEPS = ["startup", "validate", "discover", "plan", "arm", "probe", "collect", "analyze", "exit"]
 FLOOR_DIR = "/var/tmp/hoptrace-floor"
 PLAY_ROOT = [ROOT]   # --root: run the trace from another checkout (a before/after comparison)
 
@@ -114,13 +114,11 @@ def med(values):
 # ---------------------------------------------------------------- the trace, timed per step
 
 def _step(task):
-    name, path = task["name"], task["file"]
+    path = task["file"]
     if path in ("trace_flow.yml", "validate.yml", "resolve.yml"):
         return "validate"
-    if path == "collect.yml":
-        return "fetch" if "Fetch" in name else "remove" if "Remove" in name else "stop"
     return {"discover.yml": "discover", "plan.yml": "plan", "arm.yml": "arm", "probe.yml": "probe",
-            "analyze.yml": "analyze"}.get(path, "validate")
+            "collect.yml": "collect", "analyze.yml": "analyze"}.get(path, "validate")
 
 
 def run_trace(out_dir, cold=True, forks=None):

@@ -25,8 +25,12 @@ options:
     type: raw
     required: true
   run_dir:
-    description: The run folder the captures were fetched into (C(<run_dir>/<node>/<interface>.pcap)).
+    description: The run folder the captures were brought into (C(<run_dir>/<node>/<interface>.pcap)).
     type: path
+    required: true
+  prefix:
+    description: The run's capture id prefix, as given to P(hoptrace.k8s.capture_args#filter).
+    type: str
     required: true
 """
 
@@ -34,7 +38,7 @@ EXAMPLES = r"""
 - name: Analyse
   hoptrace.k8s.trace_analyze:
     plan: "{{ hoptrace_plan }}"
-    captures: "{{ hoptrace_plan | hoptrace.k8s.trace_captures(hostvars, hoptrace_run_dir) }}"
+    captures: "{{ hoptrace_plan | hoptrace.k8s.trace_captures(hostvars, hoptrace_run_dir, hoptrace_capture_prefix) }}"
     output_dir: "{{ hoptrace_run_dir }}"
 """
 
@@ -52,7 +56,7 @@ from ansible_collections.hoptrace.k8s.plugins.plugin_utils.collect import captur
 _REGISTERS = {"routes": "hoptrace_routes", "armed": "hoptrace_armed", "stopped": "hoptrace_stopped"}
 
 
-def _trace_captures(plan, hostvars, run_dir):
+def _trace_captures(plan, hostvars, run_dir, prefix):
     if not isinstance(plan, dict):
         raise AnsibleFilterError("trace_captures expects the trace plan (a dictionary) as input")
     node_results = {}
@@ -62,7 +66,7 @@ def _trace_captures(plan, hostvars, run_dir):
         except KeyError:
             continue
         node_results[node] = {name: host.get(var) for name, var in _REGISTERS.items()}
-    return capture_list(plan, node_results, run_dir)
+    return capture_list(plan, node_results, run_dir, prefix)
 
 
 class FilterModule(object):

@@ -133,6 +133,15 @@ options:
       - The result is then the only copy of the capture; RV(removed) lists what was removed.
     type: bool
     default: false
+  dest:
+    description:
+      - A folder on the controller. With O(state=stopped), the action plugin of the same name writes
+        every stopped capture there as C(<interface>.pcap), from the stop's own result (O(content_max_size)
+        defaults to 8 MiB then); a larger file is read with M(ansible.builtin.slurp), which works with
+        C(become), and removed from the node afterwards when O(remove_returned=true).
+      - RV(content) is then replaced by RV(dest) in the result.
+      - Ignored with the other states and in check mode.
+    type: path
   listen_timeout:
     description:
       - Seconds to wait for tcpdump to report C(listening on) before failing.
@@ -219,7 +228,7 @@ pid:
   sample: 41231
 interface:
   description: Interface captured on.
-  returned: state=started
+  returned: state=started, and state=stopped when the capture is known
   type: str
   sample: eth0
 filter:
@@ -290,6 +299,11 @@ ended_by:
   returned: state=stopped
   type: str
   sample: stopped
+dest:
+  description: Where the capture was written on the controller (with O(dest)).
+  returned: state=stopped with O(dest), when the file is not empty
+  type: str
+  sample: /home/ops/traces/20261126T120422Z-ba8336/node-b/tunl0.pcap
 content:
   description: The pcap file, base64-encoded.
   returned: state=stopped, when the file is not empty and at most O(content_max_size) bytes
@@ -351,6 +365,7 @@ def argspec():
         directory=dict(type='path', default='/var/tmp/hoptrace'),
         content_max_size=dict(type='int', default=0),
         remove_returned=dict(type='bool', default=False),
+        dest=dict(type='path'),
         listen_timeout=dict(type='int', default=15),
         stop_timeout=dict(type='int', default=10),
     )
@@ -554,6 +569,8 @@ def stop_all(module, ps, node):
         p = ps[i]
         paths = td.paths(p['directory'], p['id'])
         result = {'id': p['id'], 'file': paths['file'], 'changed': False}
+        if state is not None and state.get('interface'):
+            result['interface'] = state['interface']
         if state is None:
             result.update(size=_size(paths['file']), ended_by='unknown', log=td.read_text(paths['log']),
                           **td.parse_counts(td.read_text(paths['log'])))

@@ -14,6 +14,8 @@ import time
 import pytest
 import yaml
 
+from lab import labctl
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB = os.path.join(ROOT, "tests", "lab", "lab.py")
 INVENTORY = os.path.join(ROOT, ".lab", "inventory.ini")
@@ -158,6 +160,34 @@ def test_captures_on_every_hop_see_the_syn(lab, tmp_path):
     assert seen == len(hops(lab))
 
 
+@pytest.mark.parametrize("inline_max", [8 * 1024 * 1024, 1], ids=["inline", "slurped"])
+def test_stop_brings_every_capture_to_the_controller(lab, tmp_path, inline_max):
+    """One run arms, one stops all of a node's captures; `dest` writes them on the controller
+    (from the stop's result, or slurped when larger than content_max_size) and the node keeps none."""
+    if lab != "ipip":
+        pytest.skip("once is enough")
+    caps = [{"id": "htmod-batch-%s" % i.replace(".", "_"), "interface": i, "filter": f}
+            for n, i, f in hops(lab) if n == "node-a"]
+    dest = tmp_path / "run" / "node-a"
+    plays = [{"hosts": "node-a", "gather_facts": False, "tasks": [
+        {"name": "start", "hoptrace.k8s.capture": {"captures": caps, "deadline": 60, "directory": DIR}, "register": "started"},
+        {"name": "probe", "hoptrace.k8s.probe": {"src": SRC, "dst": DST, "port": 443}},
+        {"name": "stop", "hoptrace.k8s.capture": {"captures": [{"id": c["id"]} for c in caps], "state": "stopped",
+                                                   "dest": str(dest), "remove_returned": True, "content_max_size": inline_max,
+                                                   "directory": DIR}, "register": "stopped"},
+        {"name": "left", "ansible.builtin.command": {"argv": ["ls", "-A", DIR]}, "register": "left", "changed_when": False},
+        save("{'started': started, 'stopped': stopped, 'left': left.stdout_lines}")]}]
+    out = playbook(tmp_path, plays)
+    assert [c["interface"] for c in out["started"]["captures"]] == [c["interface"] for c in caps]
+    for cap, result in zip(caps, out["stopped"]["captures"]):
+        path = dest / ("%s.pcap" % cap["interface"])
+        assert result["dest"] == str(path) and "content" not in result
+        assert path.stat().st_size == result["size"] > 24
+        text = subprocess.run(["tcpdump", "-nn", "-r", str(path)], capture_output=True, text=True, check=True).stdout
+        assert re.search(r"%s\.\d+ > %s\.443: Flags \[S\]" % (re.escape(SRC), re.escape(DST)), text), (cap, text)
+    assert out["left"] == []
+
+
 def _tcpdumps(marker):
     proc = subprocess.run(["pgrep", "-f", marker], stdout=subprocess.PIPE, text=True)
     return proc.stdout.split()
@@ -218,6 +248,6 @@ def test_injection_is_refused_and_nothing_runs(lab, tmp_path):
     assert out["unknown"]["failed"]
     assert re.match(r"interface 'ethX' does not exist on node-a: pick one of .*\beth0\b", out["unknown"]["msg"])
     assert not os.path.exists("/tmp/htmod-pwned") and not os.path.exists("/tmp/htmod-pwned.pcap")
-    check = adhoc("node-a", "ansible.builtin.command", {"argv": ["sh", "-c", "ls /tmp/htmod-pwned* %s/htmod-inj* 2>&1; true" % DIR]})
-    assert "No such file" in check["stdout"] or check["stdout"].strip() == "", check["stdout"]
+    check = labctl.exec_in_node("node-a", ["sh", "-c", "ls /tmp/htmod-pwned* %s/htmod-inj* 2>/dev/null; true" % DIR])
+    assert check.stdout.strip() == "", check.stdout
     assert set(_tcpdumps("tcpdump")) - before == set()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.hoptrace.k8s.plugins.plugin_utils.collect import capture_list
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.collect import capture_args, capture_id, capture_list
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.podref import pod_ref
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.validation import ValidationError
 
@@ -35,15 +35,25 @@ def test_pod_ref_refuses(value, fragment):
 
 
 PLAN = {"captures": [
-    {"key": "node-a/eth0", "node": "node-a", "interface": "eth0"},
-    {"key": "node-a/tunl0", "node": "node-a", "interface": "tunl0"},
-    {"key": "node-b/eth0", "node": "node-b", "interface": "eth0"},
-    {"key": "node-c/?", "node": "node-c", "interface": None},
+    {"key": "node-a/eth0", "node": "node-a", "interface": "eth0", "filter": "ip proto 4"},
+    {"key": "node-a/tunl0", "node": "node-a", "interface": "tunl0", "filter": "host 172.17.25.239"},
+    {"key": "node-b/eth0", "node": "node-b", "interface": "eth0", "filter": "ip proto 4"},
+    {"key": "node-c/?", "node": "node-c", "interface": None, "filter": None},
 ]}
+PREFIX = "ht-run1"
 
 
-def _loop(*items):
-    return {"results": [dict(item={"key": k}, **extra) for k, extra in items]}
+def _batch(*items):
+    """A several-capture module result: one entry per capture id."""
+    return {"captures": [dict(id="%s-%s" % (PREFIX, iface), **extra) for iface, extra in items]}
+
+
+def test_capture_args_names_each_capture_of_one_node():
+    assert capture_args(PLAN, "node-a", PREFIX) == [
+        {"id": "ht-run1-eth0", "interface": "eth0", "filter": "ip proto 4"},
+        {"id": "ht-run1-tunl0", "interface": "tunl0", "filter": "host 172.17.25.239"}]
+    assert capture_args(PLAN, "node-c", PREFIX) == []
+    assert capture_id("ht-x", "eth0.100@if3:1") == "ht-x-eth0.100_if3_1"
 
 
 def test_capture_list_statuses(tmp_path):
@@ -52,12 +62,13 @@ def test_capture_list_statuses(tmp_path):
     results = {
         "node-a": {
             "routes": {"changed": False},
-            "armed": _loop(("node-a/eth0", {}), ("node-a/tunl0", {"failed": True, "msg": "no such device"})),
-            "stopped": _loop(("node-a/eth0", {"captured": 7, "received": 9, "dropped": 0}), ("node-a/tunl0", {})),
+            "armed": dict(_batch(("eth0", {}), ("tunl0", {"failed": True, "msg": "no such device"})), failed=True,
+                          msg="1 of 2 captures failed"),
+            "stopped": _batch(("eth0", {"captured": 7, "received": 9, "dropped": 0}), ("tunl0", {})),
         },
         "node-b": {"routes": {"unreachable": True, "msg": "ssh: connect refused "}},
     }
-    got = {c["key"]: c for c in capture_list(PLAN, results, str(tmp_path))}
+    got = {c["key"]: c for c in capture_list(PLAN, results, str(tmp_path), PREFIX)}
     assert got["node-a/eth0"] == {
         "key": "node-a/eth0", "node": "node-a", "interface": "eth0", "file": str(tmp_path / "node-a" / "eth0.pcap"),
         "captured": 7, "received": 9, "dropped": 0, "status": "ok"}
@@ -70,7 +81,13 @@ def test_capture_list_statuses(tmp_path):
 
 
 def test_capture_list_missing_file_is_failed(tmp_path):
-    results = {"node-a": {"armed": _loop(("node-a/eth0", {})), "stopped": _loop(("node-a/eth0", {"captured": 1}))}}
-    got = capture_list({"captures": PLAN["captures"][:1]}, results, str(tmp_path))
+    results = {"node-a": {"armed": _batch(("eth0", {})), "stopped": _batch(("eth0", {"captured": 1}))}}
+    got = capture_list({"captures": PLAN["captures"][:1]}, results, str(tmp_path), PREFIX)
     assert got[0]["status"] == "failed"
-    assert got[0]["error"] == "no capture file was fetched from node-a for eth0"
+    assert got[0]["error"] == "no capture file was brought back from node-a for eth0"
+
+
+def test_capture_list_unreachable_at_stop(tmp_path):
+    results = {"node-b": {"armed": _batch(("eth0", {})), "stopped": {"unreachable": True, "msg": "timed out"}}}
+    got = capture_list({"captures": PLAN["captures"][2:3]}, results, str(tmp_path), PREFIX)
+    assert (got[0]["status"], got[0]["error"]) == ("unreachable", "node unreachable while stopping the capture: timed out")
