@@ -20,7 +20,7 @@ def test_quick_run_writes_the_tables(lab_factory, tmp_path):
         assert heading in text
     assert "| trace, cold |" in text and "| floor: parallel ssh + tcpdump + scp |" in text
     assert "| 8 | ansible.cfg |" in text
-    assert "| step | trace, cold | trace, warm |" in text and "| fetch |" in text
+    assert "| step | trace, cold | trace, warm |" in text and "| collect |" in text
     assert "| hoptrace analyze() (in-process time) | ipip |" in text
     assert "Machine: " in text and "kernel" in text
     assert "healthy runs" in text and "| 3 | 0 |" in text
