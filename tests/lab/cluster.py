@@ -391,14 +391,7 @@ def down(quiet=False):
         except Exception as exc:  # noqa: BLE001 - the namespaces are about to go anyway
             log("lab down: clearing faults: %s" % exc)
     pids = lab_pids()
-    for pid in pids:
-        try:
-            os.kill(pid, 9)
-        except OSError:
-            pass
-    deadline = time.monotonic() + 5
-    while any(nsutil.is_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    nsutil.kill_and_wait(pids, 9, 5.0)
     links = _lab_links()
     if links:
         nsutil.run_batches([(None, ["link del %s" % name for name in links], "ip")], check=False)

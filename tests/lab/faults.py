@@ -103,17 +103,6 @@ def _procs(node, what):
     return cluster.node_processes(node["init_pid"])[what]
 
 
-def _kill_and_wait(pids):
-    for pid in pids:
-        try:
-            os.kill(pid, 15)
-        except OSError:
-            pass
-    deadline = time.monotonic() + 3
-    while any(nsutil.is_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
 def _run_in_node(node, argv):
     """Start a daemon in the node; its output goes to the node's log (a pipe would never close)."""
     with open(os.path.join(cluster.LOGS, "%s.log" % node["name"]), "ab") as logf:
@@ -136,7 +125,7 @@ def _apply(state, node, f, undo=False):
             if not _procs(node, "sshd"):
                 _run_in_node(node, [cluster.SSHD, "-f", os.path.join(cluster.LAB, "sshd_config.%s" % node["name"])])
         else:
-            _kill_and_wait(_procs(node, "sshd"))
+            nsutil.kill_and_wait(_procs(node, "sshd"))
     elif kind == "ipipd-down":
         if state["mode"] != "ipip":
             raise RuntimeError("ipipd-down needs an ipip lab")
@@ -150,7 +139,7 @@ def _apply(state, node, f, undo=False):
                 while not os.path.exists(ready) and time.monotonic() < deadline:
                     time.sleep(0.01)
         else:
-            _kill_and_wait(_procs(node, "ipipd"))
+            nsutil.kill_and_wait(_procs(node, "ipipd"))
 
 
 def _mtu_of(netns, iface):

@@ -6,6 +6,7 @@ import os
 import socket
 import struct
 import subprocess
+import time
 from contextlib import contextmanager
 
 CLONE_NEWNET = 0x40000000
@@ -149,3 +150,15 @@ def is_alive(pid):
         return state not in ("Z", "X")
     except (OSError, IndexError):
         return False
+
+
+def kill_and_wait(pids, sig=15, seconds=3.0):
+    """Send ``sig`` to every pid, then wait (bounded) until none is alive."""
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+    deadline = time.monotonic() + seconds
+    while any(is_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.01)
