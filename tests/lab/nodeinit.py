@@ -13,12 +13,31 @@ import socket
 import sys
 
 
-def mount_tmpfs(target, mode):
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    os.makedirs(target, exist_ok=True)
-    if libc.mount(b"tmpfs", target.encode(), b"tmpfs", 0, ("mode=%s,size=256m" % mode).encode()) != 0:
+LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+MS_BIND, MS_REC = 4096, 16384
+PRIVATE = (("/tmp", "1777"), ("/var/tmp", "1777"), ("/root", "0700"))
+# the checkout (lab scripts, .lab/ with the sshd config and keys) must stay visible in the node
+# even when it lives under one of the private folders (a CI clone in /tmp, say)
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _mount(source, target, fstype, flags, data):
+    if LIBC.mount(source.encode(), target.encode(), fstype and fstype.encode(), flags, data and data.encode()) != 0:
         err = ctypes.get_errno()
-        raise OSError(err, "mount tmpfs on %s: %s" % (target, os.strerror(err)))
+        raise OSError(err, "mount %s on %s: %s" % (source, target, os.strerror(err)))
+
+
+def mount_private_folders():
+    """tmpfs on /tmp, /var/tmp and /root; the checkout bound back in where one of them hid it."""
+    hidden = any(CHECKOUT == d or CHECKOUT.startswith(d + "/") for d, _mode in PRIVATE)
+    keep = os.open(CHECKOUT, os.O_PATH | os.O_DIRECTORY) if hidden else None
+    for target, mode in PRIVATE:
+        os.makedirs(target, exist_ok=True)
+        _mount("tmpfs", target, "tmpfs", 0, "mode=%s,size=256m" % mode)
+    if keep is not None:
+        os.makedirs(CHECKOUT, exist_ok=True)
+        _mount("/proc/self/fd/%d" % keep, CHECKOUT, None, MS_BIND | MS_REC, None)
+        os.close(keep)
 
 
 def main():
@@ -29,8 +48,7 @@ def main():
     socket.sethostname(node)
     # a node's own /tmp, /var/tmp and root's home (~/.ansible/tmp; and no controller dotfiles
     # running at every SSH login)
-    for d, mode in (("/tmp", "1777"), ("/var/tmp", "1777"), ("/root", "0700")):
-        mount_tmpfs(d, mode)
+    mount_private_folders()
     with open(spec_path) as f:
         spec = json.load(f)
     devnull = os.open(os.devnull, os.O_RDWR)
