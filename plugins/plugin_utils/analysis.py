@@ -410,6 +410,40 @@ def _reason(r, encap):
     return ROLE_REASON.get(role, role or "this hop")
 
 
+def _hosting(node, plan):
+    if node == plan.get("src_node") and node == plan.get("dst_node"):
+        return "hosting both pods"
+    if node == plan.get("src_node"):
+        return "hosting the source"
+    if node == plan.get("dst_node"):
+        return "hosting the destination"
+    return "on the path"
+
+
+_DOWN = {"unreachable": "could not be reached", "timed out": "stopped answering", "failed": "could not be read"}
+
+
+def _down_nodes(rows, caps, plan):
+    """{node: why} for the path nodes none of whose captures came back, in path order."""
+    by_node = {}
+    for cs in caps:
+        by_node.setdefault(cs.node, []).append(cs)
+    down = {}
+    for node in [r.get("node") for r in rows]:
+        found = by_node.get(node) or []
+        if node in down or not found or any(cs.status == "ok" for cs in found):
+            continue
+        first = found[0]
+        error = str(first.error or "").strip()
+        # "node unreachable while reading routes: ssh: connect to host ..." -> the ssh error itself
+        if error.startswith("node unreachable while ") and ": " in error:
+            error = error.split(": ", 1)[1]
+        if error.startswith("Task failed: "):
+            error = error[len("Task failed: "):]
+        down[node] = "%s: %s" % (_DOWN.get(first.status, first.status), error) if error else _DOWN.get(first.status, first.status)
+    return down
+
+
 def verdict(rows, caps, plan):
     """Plain-words verdict; returns (text, healthy, notes)."""
     encap = plan.get("encap")
@@ -421,6 +455,11 @@ def verdict(rows, caps, plan):
         stop = next((r for r in path if r["status"] in ("LOST", "partial")), None)
         dirs[name] = (path, seen_any, stop)
     parts = []
+    down = _down_nodes(rows, caps, plan)
+    for node, why in down.items():
+        count = sum(1 for r in rows if r.get("node") == node and r["status"] == "unknown")
+        parts.append("%s (%s) %s; its %d hop%s %s unknown" % (node, _hosting(node, plan), why, count, "" if count == 1 else "s",
+                                                             "is" if count == 1 else "are"))
     healthy = False
     req_path, req_any, req_stop = dirs["request"]
     resp_path, resp_any, resp_stop = dirs["response"]
@@ -471,7 +510,7 @@ def verdict(rows, caps, plan):
             notes.append("%s %s saw nothing although later hops did: check that capture (interface, filter)" % (r["direction"], _hop_name(r)))
     unknown = []
     for cs in caps:
-        if cs.status != "ok":
+        if cs.status != "ok" and cs.node not in down:
             unknown.append("%s (%s%s)" % (cs.key, cs.status, ": %s" % cs.error if cs.error else ""))
     if unknown:
         parts.append("incomplete: no capture from %s" % ", ".join(unknown))
@@ -549,6 +588,7 @@ def analyze(plan, captures, vxlan_ports=None):
         "clock": clock,
         "hops": hops,
         "captures": caps,
+        "path": an.plan.get("path"),
     }
 
 

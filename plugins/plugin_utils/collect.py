@@ -48,11 +48,17 @@ def _problem(register, cid, what):
     result = register
     if cid is not None and not register.get("unreachable"):
         result = _entry(register, cid) or register
+    if result.get("timedout"):
+        period = (result.get("timedout") or {}).get("period") if isinstance(result.get("timedout"), dict) else None
+        return "timed out", "timed out in %s (no answer in %s s)" % (_STEP.get(what, what), period or "?")
     if result.get("unreachable"):
         return "unreachable", "node unreachable while %s: %s" % (what, str(result.get("msg", "")).strip())
     if result.get("failed"):
         return "failed", "%s failed: %s" % (what, result.get("msg", ""))
     return None
+
+
+_STEP = {"reading routes": "discover", "starting the capture": "arm", "stopping the capture": "collect"}
 
 
 def capture_list(plan, node_results, run_dir, prefix):

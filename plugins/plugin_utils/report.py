@@ -59,6 +59,19 @@ def _title(report):
     return "hoptrace: %s %s -> %s (%s, %s)" % (run.get("proto") or "tcp", run.get("src") or "?", where, report.get("encap") or "?", nodes)
 
 
+def _path_lines(report):
+    """How the path was found (path-only discovery): the group, the entry node, one line per pod."""
+    path = report.get("path") or {}
+    if not path:
+        return []
+    group = path.get("group") or {}
+    head = "path: read %s" % path.get("entry")
+    if group.get("name"):
+        hosts = group.get("hosts")
+        head += " of %s (%s, %d hosts)" % (group["name"], group.get("how"), hosts if isinstance(hosts, int) else len(hosts or []))
+    return [head] + ["  %s" % line for line in path.get("lines") or []]
+
+
 def render_table(report, width=80, color=False, run_dir=None):
     """The hop table and verdict as printed at the end of the play; a list of lines.
 
@@ -76,6 +89,8 @@ def render_table(report, width=80, color=False, run_dir=None):
     if fixed + w_if + 1 + w_seen > width:
         w_if = max(8, width - fixed - 1 - w_seen)
     lines = [_clip(_title(report), width)]
+    for line in _path_lines(report):
+        lines.extend(textwrap.wrap(line, width, subsequent_indent="  ", break_long_words=False))
     fmt = "%-8s %2s %-{n}s %-{i}s %{p}s %-{s}s %-{t}s %{d}s".format(n=w_node, i=w_if, p=w_pk, s=w_seen, t=w_st, d=w_dl)
     lines.append(_paint((fmt % ("dir", "#", "node", "interface", "pkts", "seen", "status", "delay")).rstrip(), "dim", color))
     for hop in hops:
@@ -108,6 +123,10 @@ def render_markdown(report):
     out = ["# %s" % _title(report).replace("hoptrace: ", "hoptrace trace: "), ""]
     out.append("**Verdict:** %s" % report.get("verdict"))
     out.append("")
+    path_lines = _path_lines(report)
+    if path_lines:
+        out.extend("- %s" % line.strip() for line in path_lines)
+        out.append("")
     out.append("healthy: %s, complete: %s, uncertain: %s" % (
         str(bool(report.get("healthy"))).lower(), str(bool(report.get("complete"))).lower(), str(bool(report.get("uncertain"))).lower()))
     out.append("")
@@ -145,7 +164,7 @@ def report_from_plan(plan, reason):
         hops.append({"index": h.get("index"), "direction": h.get("direction"), "node": h.get("node"), "interface": h.get("interface"),
                      "role": h.get("role"), "encap": h.get("encap"), "capture": h.get("capture"), "status": "unknown", "packets": None})
     return {"run": plan.get("run") or {}, "src_node": plan.get("src_node"), "dst_node": plan.get("dst_node"), "encap": plan.get("encap"),
-            "healthy": False, "complete": False, "uncertain": True, "hops": hops, "notes": [],
+            "healthy": False, "complete": False, "uncertain": True, "hops": hops, "notes": [], "path": plan.get("path"),
             "verdict": "no verdict: %s" % reason}
 
 

@@ -179,3 +179,27 @@ def test_other_traffic_is_ignored(tmp_path):
     cap0 = rep["captures"][0]
     assert (cap0["records"], cap0["matched"], cap0["other"], cap0["undecodable"]) == (9, 7, 1, 1)
     assert rep["healthy"]
+
+
+def test_a_node_whose_captures_all_failed_is_named_first(tmp_path):
+    """Issue 11: say first what is known - which node could not be reached, and how many hops that costs."""
+    plan, caps = _synth.make_trace(tmp_path, "ipip")
+    for cap in caps:
+        if cap["node"] == "node-b":
+            cap["status"], cap["error"] = "unreachable", ("node unreachable while reading routes: Task failed: "
+                                                          "ssh: connect to host 10.240.0.9 port 22: Connection refused")
+    rep = analysis.analyze(plan, caps)
+    assert rep["verdict"].startswith(
+        "node-b (hosting the destination) could not be reached: ssh: connect to host 10.240.0.9 port 22: Connection refused; "
+        "its 6 hops are unknown; ")
+    assert "incomplete" not in rep["verdict"] and rep["healthy"] is False
+
+
+def test_a_node_that_stopped_answering_in_collect(tmp_path):
+    plan, caps = _synth.make_trace(tmp_path, "ipip")
+    for cap in caps:
+        if cap["node"] == "node-a":
+            cap["status"], cap["error"] = "timed out", "timed out in collect (no answer in 10 s)"
+    rep = analysis.analyze(plan, caps)
+    assert rep["verdict"].startswith(
+        "node-a (hosting the source) stopped answering: timed out in collect (no answer in 10 s); its 6 hops are unknown; ")

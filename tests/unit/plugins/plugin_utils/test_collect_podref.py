@@ -91,3 +91,11 @@ def test_capture_list_unreachable_at_stop(tmp_path):
     results = {"node-b": {"armed": _batch(("eth0", {})), "stopped": {"unreachable": True, "msg": "timed out"}}}
     got = capture_list({"captures": PLAN["captures"][2:3]}, results, str(tmp_path), PREFIX)
     assert (got[0]["status"], got[0]["error"]) == ("unreachable", "node unreachable while stopping the capture: timed out")
+
+
+def test_capture_list_timed_out_step_names_the_step(tmp_path):
+    """A task ended by its `timeout:` (Ansible's result carries timedout.period) is 'timed out in <step>'."""
+    results = {"node-b": {"armed": _batch(("eth0", {})),
+                          "stopped": {"failed": True, "timedout": {"period": 10}, "msg": "The task timed out"}}}
+    got = capture_list({"captures": PLAN["captures"][2:3]}, results, str(tmp_path), PREFIX)
+    assert (got[0]["status"], got[0]["error"]) == ("timed out", "timed out in collect (no answer in 10 s)")

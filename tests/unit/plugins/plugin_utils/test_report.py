@@ -79,5 +79,5 @@ def test_markdown_and_json(tmp_path):
     data = json.load(open(paths["json"]))
     assert data["schema"] == 1 and data["healthy"] is False
     assert sorted(data) == ["captures", "clock", "complete", "directions", "dst_node", "encap", "healthy", "hops", "notes",
-                            "run", "schema", "src_node", "uncertain", "verdict"]
+                            "path", "run", "schema", "src_node", "uncertain", "verdict"]
     assert data["directions"]["response"]["stopped_at"] == "node-a eth0"

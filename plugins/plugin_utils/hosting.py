@@ -1,0 +1,315 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) hoptrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Path-only discovery: which nodes host ``src`` and ``dst``, read from ONE node's routes.
+
+A Calico node's routing table names the node of every pod block: a remote block route
+``via <node IP>`` (IPIP, BGP, CrossSubnet), a VXLAN route via the remote tunnel address whose
+permanent neighbour and fdb entries give the remote node's underlay IP, a local ``cali*`` /32
+route (the pod is here), a blackhole block route (the block is this node's). So one entry node's
+route_info result is enough to find the 1-2 nodes on the path; only those are read next.
+
+The node IPs found are mapped to inventory hosts from what the inventory says of each host
+(``ansible_host``, kubespray's ``ip`` and ``access_ip``, the host name, and, only when that
+finds nothing, the host names' resolved addresses) - never by contacting a host.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import AddressError, ip_address
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.plan import _route, link_kind, node_workloads
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.routes import DEAD_TYPES, RouteError, as_routes, route_egress, route_network
+
+# where a node's address may be written in an inventory, in the order they are tried
+ADDRESS_VARS = ("ansible_host", "ip", "access_ip")
+# the groups looked for when the user names none: ours, then kubespray's
+DEFAULT_GROUPS = ("nodes", "k8s_cluster", ("kube_node", "kube_control_plane"))
+ROUTING_PROTOCOLS = ("bird", "bgp", "zebra", "80", "calico")
+_SHOWN = 8
+
+
+class PathError(ValueError):
+    """The path cannot be found from what was read; the message says what was searched and what to fix."""
+
+
+def _same(a, b):
+    try:
+        return ip_address(a) == ip_address(b)
+    except AddressError:
+        return False
+
+
+def _is_ip(value):
+    try:
+        ip_address(value)
+        return True
+    except AddressError:
+        return False
+
+
+def _listed(names):
+    names = list(names)
+    shown = ", ".join(names[:_SHOWN])
+    if len(names) > _SHOWN:
+        shown += " and %d more" % (len(names) - _SHOWN)
+    return shown or "none"
+
+
+# ---------------------------------------------------------------------------------------------
+# the inventory group of the cluster's nodes
+
+
+def node_group(groups, requested=None):
+    """``{"name", "hosts", "how"}`` of the group of the cluster's nodes.
+
+    :arg groups: Ansible's ``groups`` (group name -> host names).
+    :arg requested: the group the user named (``-e nodes=GROUP``), or empty for the defaults:
+        ``nodes``, else kubespray's ``k8s_cluster``, else ``kube_node`` + ``kube_control_plane``.
+    :raises PathError: when that group (or every default) has no host; the message names the
+        groups this inventory has.
+    """
+    groups = groups or {}
+    existing = sorted(g for g, hosts in groups.items() if g not in ("all", "ungrouped") and hosts)
+
+    def hosts_of(names):
+        found = []
+        for name in names:
+            for host in groups.get(name) or []:
+                if host not in found:
+                    found.append(host)
+        return found
+
+    if requested:
+        hosts = hosts_of([requested])
+        if not hosts:
+            raise PathError(
+                "the inventory group %r (-e nodes=%s) has no hosts; groups with hosts in this inventory: %s. "
+                "Name the group of the cluster's nodes" % (requested, requested, _listed(existing))
+            )
+        return {"name": requested, "hosts": hosts, "how": "the group named with -e nodes"}
+    for choice in DEFAULT_GROUPS:
+        names = choice if isinstance(choice, tuple) else (choice,)
+        hosts = hosts_of(names)
+        if hosts:
+            how = "the default group" if names == ("nodes",) else "kubespray's group%s" % ("s" if len(names) > 1 else "")
+            return {"name": " + ".join(names), "hosts": hosts, "how": how}
+    raise PathError(
+        "no inventory group of cluster nodes: none of nodes, k8s_cluster, kube_node or kube_control_plane has hosts; "
+        "groups with hosts in this inventory: %s. Name the group with -e nodes=GROUP" % _listed(existing)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# one address, from the entry node's routes
+
+
+def _remote_node_ip(node, gateway, dev):
+    """The underlay IP of the node behind a VXLAN next hop: route_info's remote_blocks and peers
+    carry it, resolved on the node from the permanent neighbour (tunnel IP -> MAC) and fdb
+    (MAC -> underlay IP) entries of the vxlan device."""
+    for entry in list(node.get("remote_blocks") or []) + list(node.get("peers") or []):
+        if isinstance(entry, dict) and entry.get("node_ip") and _same(entry.get("via"), gateway) \
+                and entry.get("dev") in (None, dev):
+            return entry["node_ip"]
+    return None
+
+
+def _route_text(route):
+    if not route:
+        return "no route"
+    words = [] if route.get("type", "unicast") == "unicast" else [route["type"]]
+    words.append(str(route.get("dst") or "default"))
+    for gateway, dev in route_egress(route)[:1]:
+        if gateway:
+            words += ["via", gateway]
+        if dev:
+            words += ["dev", dev]
+    if route.get("protocol") not in (None, "boot", "kernel"):
+        words += ["proto", str(route["protocol"])]
+    return " ".join(words)
+
+
+def _in_local_block(node, address):
+    target = ip_address(address)
+    for block in node.get("local_blocks") or []:
+        try:
+            if target in route_network({"dst": block}):
+                return block
+        except RouteError:
+            continue
+    return None
+
+
+def locate(entry_name, entry, address):
+    """Where ``address`` lives, as the entry node's routes say.
+
+    Returns ``{"address", "how", "node_ip", "host", "evidence"}`` where ``how`` is
+    ``local`` (a workload route on the entry node; ``host`` is the entry), ``blackhole`` (the
+    address is in one of the entry node's own blocks, with no pod route; ``host`` is the entry),
+    ``via`` (a block routed via a node IP: IPIP, BGP), ``vxlan`` (a block via a remote VTEP,
+    ``node_ip`` from its neighbour/fdb entries), ``wireguard`` (a block on the WireGuard device;
+    the peer's address is not in the routes), ``external`` (routed off the cluster, e.g. by the
+    default route) or ``unrouted`` (no route, or an unreachable/prohibit route).
+    """
+    found = {"address": address, "how": None, "node_ip": None, "host": None, "evidence": None, "dev": None}
+    for workload in node_workloads(entry):
+        if _same(workload.get("ip"), address):
+            found.update(how="local", host=entry_name, evidence="%s dev %s" % (address, workload.get("dev")))
+            return found
+    route = _route(entry_name, entry, address)
+    found["evidence"] = _route_text(route)
+    if route is None:
+        found["how"] = "unrouted"
+        return found
+    if route.get("type") in DEAD_TYPES:
+        block = _in_local_block(entry, address)
+        if route.get("type") == "blackhole" or block:
+            found.update(how="blackhole", host=entry_name)
+        else:
+            found["how"] = "unrouted"
+        return found
+    if route.get("table") == "local":
+        found.update(how="local", host=entry_name)  # one of the entry node's own addresses
+        return found
+    egress = [pair for pair in route_egress(route) if pair[1]]
+    gateway, dev = egress[0] if egress else (None, None)
+    kind = link_kind(entry, dev) if dev else None
+    found["dev"] = dev
+    if kind == "vxlan" and gateway:
+        found["how"] = "vxlan"
+        found["node_ip"] = _remote_node_ip(entry, gateway, dev)
+    elif kind == "wireguard":
+        found["how"] = "wireguard"
+    elif gateway and (kind == "ipip" or str(route.get("protocol")) in ROUTING_PROTOCOLS):
+        found.update(how="via", node_ip=gateway)
+    else:
+        found["how"] = "external"
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# node IP -> inventory host
+
+
+def inventory_addresses(host_vars):
+    """``[(host, address or name, where)]`` from ``{host: {var: value}}`` (only ADDRESS_VARS are read)."""
+    found = []
+    for host, values in host_vars.items():
+        values = values or {}
+        for var in ADDRESS_VARS:
+            value = values.get(var)
+            if value not in (None, ""):
+                found.append((host, str(value), var))
+        found.append((host, str(host), "the host name"))
+    return found
+
+
+def map_node_ip(node_ip, addresses, resolve=None, why=""):
+    """The inventory host whose address is ``node_ip``; ``(host, where)``.
+
+    :arg addresses: ``inventory_addresses(...)``.
+    :arg resolve: optional ``resolve(names) -> {name: [addresses]}``, asked only when no host
+        writes the address literally (host names and non-IP ``ansible_host`` values).
+    :raises PathError: no host, or several hosts, have that address.
+    """
+    matches = {}
+    for host, value, where in addresses:
+        if _is_ip(value) and _same(value, node_ip):
+            matches.setdefault(host, where)
+    if not matches and resolve is not None:
+        names = sorted({value for _host, value, _where in addresses if not _is_ip(value)})
+        resolved = resolve(names) or {}
+        for host, value, where in addresses:
+            if not _is_ip(value) and any(_same(a, node_ip) for a in resolved.get(value) or []):
+                matches.setdefault(host, "%s %s, resolved" % (where, value))
+    if len(matches) == 1:
+        return next(iter(matches.items()))
+    if not matches:
+        raise PathError(
+            "node IP %s%s is not the address of any inventory host in the group: none has it as %s, "
+            "as its name, or as its name's resolved address. Add ip=%s (or ansible_host) to that node's "
+            "inventory entry, or trace with -e nodes=GROUP naming the group that holds it"
+            % (node_ip, why, ", ".join(ADDRESS_VARS), node_ip)
+        )
+    raise PathError(
+        "node IP %s%s belongs to several inventory hosts: %s; keep one inventory entry per node, or "
+        "trace with -e nodes=GROUP naming a group where it is unique"
+        % (node_ip, why, ", ".join("%s (%s)" % item for item in sorted(matches.items())))
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the path
+
+
+_ROLE = {"src": "source", "dst": "destination"}
+
+
+def _host_for(what, place, entry_name, addresses, resolve):
+    if place["host"]:
+        return place["host"], "the entry node's route %s" % place["evidence"]
+    if place["how"] in ("via", "vxlan") and place["node_ip"]:
+        why = " (where %s's route %s sends the %s %s)" % (entry_name, place["evidence"], what, place["address"])
+        host, where = map_node_ip(place["node_ip"], addresses, resolve, why)
+        return host, "%s's route %s; %s is %s of %s" % (entry_name, place["evidence"], place["node_ip"], where, host)
+    if place["how"] == "vxlan":
+        raise PathError(
+            "%s routes the %s %s over VXLAN (%s) but has no neighbour/fdb entry that names the remote "
+            "node's underlay address (ip neigh show dev %s; bridge fdb show dev %s); pass -e via=HOST "
+            "naming a node that holds the pod"
+            % (entry_name, what, place["address"], place["evidence"], place["dev"], place["dev"])
+        )
+    if place["how"] == "wireguard":
+        raise PathError(
+            "%s routes the %s %s into WireGuard (%s); its peer is not in the routes. Pass -e via=HOST "
+            "naming the node that holds the pod" % (entry_name, what, place["address"], place["evidence"])
+        )
+    return None, None
+
+
+def trace_path(entry_name, entry, flow, addresses, resolve=None, entry_address=None):
+    """The hosting nodes of ``flow``'s pods from the entry node's route_info result.
+
+    :returns: ``{"entry", "src": place, "dst": place, "hosts": [...], "node_ips": {host: ip}}``
+        where each place is :func:`locate`'s dict plus ``host`` and ``found_by`` (a sentence);
+        ``dst.host`` is None for a destination outside the cluster.
+    :raises PathError: src is not a pod the routes know; a node IP maps to no or several hosts.
+    """
+    if not isinstance(entry, dict) or "routes" not in entry:
+        raise PathError("the entry node %s returned no route_info result" % entry_name)
+    entry = dict(entry)
+    try:
+        entry["routes"] = as_routes(entry["routes"])
+    except RouteError as exc:
+        raise PathError("entry node %s: %s" % (entry_name, exc)) from None
+    result = {"entry": entry_name, "hosts": [], "node_ips": {}}
+    for what in ("src", "dst"):
+        place = locate(entry_name, entry, flow[what])
+        host, found_by = _host_for(what, place, entry_name, addresses, resolve)
+        if host is None and what == "src":
+            raise PathError(
+                "src %s is not a pod the entry node %s knows: its route for it is %s (%s). Give the IP of "
+                "a running pod (kubectl get pods -o wide), or pass -e via=HOST naming a node of the cluster"
+                % (flow["src"], entry_name, place["evidence"], place["how"])
+            )
+        place["host"], place["found_by"] = host, found_by
+        result[what] = place
+        if host is not None and host not in result["hosts"]:
+            result["hosts"].append(host)
+            ip = place["node_ip"]
+            if ip is None and host == entry_name:
+                ip = entry_address or next(iter(entry.get("node_ips") or []), None)
+            result["node_ips"][host] = ip
+    return result
+
+
+def describe(path):
+    """One line per pod: which node hosts it and how that was found."""
+    lines = []
+    for what in ("src", "dst"):
+        place = path[what]
+        if place["host"] is None:
+            lines.append("%s %s: outside the cluster (%s's route %s)" % (what, place["address"], path["entry"], place["evidence"]))
+        else:
+            lines.append("%s %s: on %s (%s)" % (what, place["address"], place["host"], place["found_by"]))
+    return lines
