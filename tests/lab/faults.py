@@ -9,18 +9,22 @@ kinds:
   mtu         lower an interface's MTU and drop ICMP fragmentation-needed leaving the node
               (a PMTU black hole)
   sshd-down   stop every sshd of a node, open sessions too (the node is unreachable for Ansible)
+  freeze      the node stops answering: SIGSTOP every sshd of the node (listener and sessions),
+              so new SSH connections and sessions over existing ControlPersist masters hang
+              instead of being refused; nothing else of the node is stopped. Undo sends SIGCONT.
   ipipd-down  stop a node's userspace IPIP daemon (tunl0 loses its carrier)
 """
 import ipaddress
 import json
 import os
+import signal
 import subprocess
 import time
 
 import cluster
 import nsutil
 
-KINDS = ("drop", "mtu", "sshd-down", "ipipd-down")
+KINDS = ("drop", "mtu", "sshd-down", "freeze", "ipipd-down")
 PROTOS = {"tcp": 6, "udp": 17, "icmp": 1}
 
 
@@ -103,6 +107,36 @@ def _procs(node, what):
     return cluster.node_processes(node["init_pid"])[what]
 
 
+def _signal(pids, sig):
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except OSError:             # gone meanwhile
+            pass
+
+
+def _freeze(node):
+    """SIGSTOP the node's sshd processes; returns their pids.
+
+    The listener may fork a session between listing and stopping, so list again until
+    no new sshd shows up (a stopped listener forks no more).
+    """
+    stopped = []
+    for _ in range(50):
+        new = [p for p in _procs(node, "sshd") if p not in stopped]
+        if not new:
+            break
+        _signal(new, signal.SIGSTOP)
+        stopped += new
+    return sorted(stopped)
+
+
+def _thaw(node, pids):
+    """SIGCONT the recorded pids still in the node (not a reused pid elsewhere) and every current sshd."""
+    in_node = set(nsutil.pids_in_pidns(node["init_pid"]))
+    _signal(sorted({p for p in pids if p in in_node} | set(_procs(node, "sshd"))), signal.SIGCONT)
+
+
 def _run_in_node(node, argv):
     """Start a daemon in the node; its output goes to the node's log (a pipe would never close)."""
     with open(os.path.join(cluster.LOGS, "%s.log" % node["name"]), "ab") as logf:
@@ -126,6 +160,11 @@ def _apply(state, node, f, undo=False):
                 _run_in_node(node, [cluster.SSHD, "-f", os.path.join(cluster.LAB, "sshd_config.%s" % node["name"])])
         else:
             nsutil.kill_and_wait(_procs(node, "sshd"))
+    elif kind == "freeze":
+        if undo:
+            _thaw(node, f.get("pids") or [])
+        else:
+            f["pids"] = _freeze(node)
     elif kind == "ipipd-down":
         if state["mode"] != "ipip":
             raise RuntimeError("ipipd-down needs an ipip lab")

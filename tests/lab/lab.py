@@ -9,6 +9,7 @@
   lab.py fault add drop --node N --iface IF --dir in|out [--src IP] [--dst IP] [--proto tcp|udp|icmp|any] [--port P]
   lab.py fault add mtu --node N --iface IF --mtu M
   lab.py fault add sshd-down --node N
+  lab.py fault add freeze --node N            SIGSTOP the node's sshd (SSH hangs, not refused)
   lab.py fault add ipipd-down --node N
   lab.py fault del ID | fault list [--json] | fault clear
 

@@ -120,7 +120,7 @@ def exec_in_pod(spec, argv, timeout=60, check=False):
 
 
 def fault_add(kind, node, iface=None, direction=None, src=None, dst=None, proto=None, port=None, mtu=None):
-    """Add a fault (kinds: drop, mtu, sshd-down, ipipd-down); returns its record with `id`."""
+    """Add a fault (kinds: drop, mtu, sshd-down, freeze, ipipd-down); returns its record with `id`."""
     args = ["fault", "add", kind, "--node", node]
     for flag, val in (("--iface", iface), ("--dir", direction), ("--src", src), ("--dst", dst), ("--proto", proto),
                       ("--port", port), ("--mtu", mtu)):

@@ -167,6 +167,31 @@ def test_faults_break_and_restore(lab_factory):
     assert labctl.faults() == []
 
 
+def ssh_true(node, timeout=6):
+    """`ssh node true` over the lab's ssh_config; a hang past `timeout` seconds counts as failure."""
+    try:
+        r = subprocess.run(["ssh", "-F", labctl.ssh_config_path(), "-o", "ConnectTimeout=3", "-o", "BatchMode=yes", node, "true"],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return r.returncode == 0
+
+
+def test_freeze_fault_hangs_ssh(lab_factory):
+    lab_factory("ipip", 2)
+    assert ssh_true("node-b")
+    f = labctl.fault_add("freeze", node="node-b")
+    assert f["pids"], f
+    assert not ssh_true("node-b")                                            # hangs (or times out), not answered
+    assert ssh_true("node-a")
+    st = labctl.status()
+    assert [(n["name"], n["podserver"], n["ipipd"]) for n in st["nodes"]] == [("node-a", True, True), ("node-b", True, True)]
+    assert curl(SRC, DST).returncode == 0                                    # only sshd is stopped
+    labctl.fault_clear()
+    assert ssh_true("node-b")
+    assert labctl.faults() == []
+
+
 # ---------------------------------------------------------------- vxlan, bgp
 def test_vxlan(lab_factory, tmp_path):
     lab = lab_factory("vxlan", 2)
@@ -211,6 +236,7 @@ def lab_leftovers():
 
 def test_down_leaves_nothing(lab_factory):
     lab_factory("ipip", 2)
+    labctl.fault_add("freeze", node="node-b")                                # stopped sshd must not block down
     labctl.down()
     assert lab_leftovers() == ([], [], [], [])
     labctl.down()                                                            # idempotent
