@@ -16,7 +16,8 @@ def test_quick_run_writes_the_tables(lab_factory, tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     assert bench_run.main(["--quick", "--output", str(out)]) == 0
     text = out.read_text()
-    for heading in ("## 1. End-to-end trace time", "## 2. Scale", "## 3. Analysis throughput", "## 4. Capture fidelity"):
+    for heading in ("## 1. End-to-end trace time", "## 2. Scale", "## 3. Analysis throughput", "## 4. Capture fidelity",
+                    "## 5. Inventory size: 2 vs 500 hosts"):
         assert heading in text
     assert "| trace, cold |" in text and "| floor: parallel ssh + tcpdump + scp |" in text
     assert "| 8 | ansible.cfg |" in text
@@ -24,3 +25,6 @@ def test_quick_run_writes_the_tables(lab_factory, tmp_path):
     assert "| hoptrace analyze() (in-process time) | ipip |" in text
     assert "Machine: " in text and "kernel" in text
     assert "healthy runs" in text and "| 3 | 0 |" in text
+    # the quick inventory section: one trace per inventory, no off-path host contacted
+    assert "| `.lab/inventory.ini` | 2 |" in text and "| generated (`biginv.write_inventory`) | 500 |" in text
+    assert "0 off-path connections" in text
