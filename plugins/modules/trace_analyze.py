@@ -17,7 +17,7 @@ description:
     directions and matches each packet across hops.
   - Per hop and direction it reports the packets seen, first-seen time and delay from the
     previous hop; per direction the hop where packets stopped; a verdict in plain words.
-  - Hops whose capture is missing, C(unreachable) or C(failed) are C(unknown), not lost, and
+  - Hops whose capture is missing, C(unreachable), C(failed) or C(timed out) are C(unknown), not lost, and
     the verdict says it is incomplete; kernel drops reported by tcpdump make it uncertain.
   - Across two nodes the clock offset is estimated from the flow itself (request/response
     symmetry on the underlay hops) and delays are corrected, which the report says.
@@ -68,7 +68,7 @@ options:
       status:
         description: Whether the capture could be taken and fetched.
         type: str
-        choices: [ok, unreachable, failed]
+        choices: [ok, unreachable, failed, timed out]
         default: ok
       error:
         description: Why the capture is not C(ok).
