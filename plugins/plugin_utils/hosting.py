@@ -17,6 +17,7 @@ finds nothing, the host names' resolved addresses) - never by contacting a host.
 from __future__ import annotations
 
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import AddressError, ip_address
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import same_ip as _same
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.plan import _route, link_kind, node_workloads
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.routes import DEAD_TYPES, RouteError, as_routes, route_egress, route_network
 
@@ -30,13 +31,6 @@ _SHOWN = 8
 
 class PathError(ValueError):
     """The path cannot be found from what was read; the message says what was searched and what to fix."""
-
-
-def _same(a, b):
-    try:
-        return ip_address(a) == ip_address(b)
-    except AddressError:
-        return False
 
 
 def _is_ip(value):

@@ -4,6 +4,7 @@ Routes are the seed article's real `ip route` output (Life of a Calico packet, n
 kube-...-00023b09 = 10.240.128.12, destination node 10.240.0.9), plus VXLAN, BGP, blackhole and
 external cases in the shapes route_info returns."""
 import pytest
+from test_plan import SEED_A  # the seed's source node, as printed there
 
 from ansible_collections.hoptrace.k8s.plugins.module_utils._ip_route_text import parse_ip_route
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.hosting import (
@@ -18,14 +19,6 @@ from ansible_collections.hoptrace.k8s.plugins.plugin_utils.hosting import (
 
 FLOW = {"src": "172.17.25.79", "dst": "172.17.25.239", "proto": "tcp", "port": 443}
 
-# the seed's source node, as printed there
-SEED_A = """default via 10.240.128.1 dev eth0
-10.240.128.0/24 dev eth0 proto kernel scope link src 10.240.128.12
-172.17.25.66 dev calib1a96c2cc82 scope link
-172.17.25.79 dev cali41f14107a8d scope link
-172.17.25.192/26 via 10.240.0.9 dev tunl0 proto bird onlink
-blackhole 172.17.25.64/26 proto bird
-"""
 LINKS = [{"ifname": "eth0", "kind": "physical"}, {"ifname": "tunl0", "kind": "ipip"},
          {"ifname": "cali41f14107a8d", "kind": "veth"}, {"ifname": "calib1a96c2cc82", "kind": "veth"}]
 
