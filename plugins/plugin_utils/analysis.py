@@ -458,8 +458,8 @@ def verdict(rows, caps, plan):
     down = _down_nodes(rows, caps, plan)
     for node, why in down.items():
         count = sum(1 for r in rows if r.get("node") == node and r["status"] == "unknown")
-        parts.append("%s (%s) %s; its %d hop%s %s unknown" % (node, _hosting(node, plan), why, count, "" if count == 1 else "s",
-                                                             "is" if count == 1 else "are"))
+        plural = ("", "is") if count == 1 else ("s", "are")
+        parts.append("%s (%s) %s; its %d hop%s %s unknown" % (node, _hosting(node, plan), why, count, plural[0], plural[1]))
     healthy = False
     req_path, req_any, req_stop = dirs["request"]
     resp_path, resp_any, resp_stop = dirs["response"]

@@ -23,8 +23,8 @@ LINKS = [{"ifname": "eth0", "kind": "physical"}, {"ifname": "tunl0", "kind": "ip
          {"ifname": "cali41f14107a8d", "kind": "veth"}, {"ifname": "calib1a96c2cc82", "kind": "veth"}]
 
 
-def entry(routes=SEED_A, links=LINKS, **extra):
-    result = {"routes": parse_ip_route(routes), "links": links, "node_ips": ["10.240.128.12"],
+def entry(routes=SEED_A, links=None, **extra):
+    result = {"routes": parse_ip_route(routes), "links": LINKS if links is None else links, "node_ips": ["10.240.128.12"],
               "local_blocks": ["172.17.25.64/26"]}
     result.update(extra)
     return result
