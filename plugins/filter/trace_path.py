@@ -13,9 +13,8 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.hosting import (
     ADDRESS_VARS,
-    PathError,
-    describe,
     inventory_addresses,
+    summary,
     trace_path,
 )
 
@@ -57,6 +56,9 @@ options:
   entry:
     description: The entry host, when O(_input) is a single result rather than a loop's.
     type: str
+  group:
+    description: The group O(hosts) came from (P(hoptrace.k8s.node_group#filter)'s result), named in C(summary).
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -80,7 +82,9 @@ _value:
     - C(entry) (the host read), C(src) and C(dst) (each with C(address), C(how) - local, blackhole, via,
       vxlan, wireguard, external or unrouted - C(node_ip), C(host), C(evidence), the route that says so,
       and C(found_by), a sentence), C(hosts) (the 1-2 hosts on the path, source first), C(node_ips)
-      (host - node IP), C(entry_result) (the entry's route_info result) and C(lines) (one sentence per pod).
+      (host - node IP), C(entry_result) (the entry's route_info result) and C(summary) (C(entry), C(group) with
+      its name, how it was chosen and its host count, C(hosts), and C(lines), one sentence per pod), as the
+      report keeps it.
   type: dict
 """
 
@@ -130,7 +134,7 @@ def _entry_result(registered, entry):
     return entry, registered
 
 
-def _trace_path(registered, flow=None, hostvars=None, hosts=None, entry=None):
+def _trace_path(registered, flow=None, hostvars=None, hosts=None, entry=None, group=None):
     if not isinstance(flow, dict) or not flow.get("src") or not flow.get("dst"):
         raise AnsibleFilterError("trace_path: flow must be the validated flow (src, dst, proto, port)")
     entry, result = _entry_result(registered, entry)
@@ -149,10 +153,10 @@ def _trace_path(registered, flow=None, hostvars=None, hosts=None, entry=None):
     try:
         path = trace_path(entry, result, flow, inventory_addresses(host_vars), resolve_names,
                           entry_address=(host_vars.get(entry) or {}).get("ansible_host"))
-    except (PathError, ValueError) as exc:
+    except ValueError as exc:  # PathError, and AddressError from a malformed inventory address
         raise AnsibleFilterError("trace_path: %s" % exc) from None
     path["entry_result"] = result
-    path["lines"] = describe(path)
+    path["summary"] = summary(path, group)
     return path
 
 

@@ -38,7 +38,7 @@ def _entry(register, cid):
     return None
 
 
-def _problem(register, cid, what):
+def _problem(register, cid, what, step):
     """``(status, error)`` when ``register`` shows the node or this capture failed, else None.
 
     ``cid`` picks the capture's own result in a several-capture run; None looks at the task result.
@@ -48,17 +48,15 @@ def _problem(register, cid, what):
     result = register
     if cid is not None and not register.get("unreachable"):
         result = _entry(register, cid) or register
-    if result.get("timedout"):
-        period = (result.get("timedout") or {}).get("period") if isinstance(result.get("timedout"), dict) else None
-        return "timed out", "timed out in %s (no answer in %s s)" % (_STEP.get(what, what), period or "?")
+    timedout = result.get("timedout")
+    if timedout:
+        period = timedout.get("period") if isinstance(timedout, dict) else None
+        return "timed out", "timed out in %s (no answer in %s s)" % (step, period or "?")
     if result.get("unreachable"):
         return "unreachable", "node unreachable while %s: %s" % (what, str(result.get("msg", "")).strip())
     if result.get("failed"):
         return "failed", "%s failed: %s" % (what, result.get("msg", ""))
     return None
-
-
-_STEP = {"reading routes": "discover", "starting the capture": "arm", "stopping the capture": "collect"}
 
 
 def capture_list(plan, node_results, run_dir, prefix):
@@ -76,10 +74,11 @@ def capture_list(plan, node_results, run_dir, prefix):
         entry = {"key": key, "node": node, "interface": iface, "file": None,
                  "captured": None, "received": None, "dropped": None, "status": "ok", "error": None}
         problem = None
-        checks = ((res.get("routes"), None, "reading routes"), (res.get("armed"), cid, "starting the capture"),
-                  (res.get("stopped"), cid, "stopping the capture"))
-        for register, item, what in checks:
-            problem = problem or _problem(register, item, what)
+        checks = ((res.get("routes"), None, "reading routes", "discover"),
+                  (res.get("armed"), cid, "starting the capture", "arm"),
+                  (res.get("stopped"), cid, "stopping the capture", "collect"))
+        for register, item, what, step in checks:
+            problem = problem or _problem(register, item, what, step)
         if not iface:
             problem = problem or ("unreachable", "the hop's interface is unknown: %s could not be read" % node)
         stopped = _entry(res.get("stopped"), cid) or {}

@@ -16,6 +16,7 @@ finds nothing, the host names' resolved addresses) - never by contacting a host.
 
 from __future__ import annotations
 
+from ansible_collections.hoptrace.k8s.plugins.module_utils._netinfo import ROUTING_PROTOCOLS
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import AddressError, ip_address
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import same_ip as _same
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.plan import _route, link_kind, node_workloads
@@ -25,7 +26,6 @@ from ansible_collections.hoptrace.k8s.plugins.plugin_utils.routes import DEAD_TY
 ADDRESS_VARS = ("ansible_host", "ip", "access_ip")
 # the groups looked for when the user names none: ours, then kubespray's
 DEFAULT_GROUPS = ("nodes", "k8s_cluster", ("kube_node", "kube_control_plane"))
-ROUTING_PROTOCOLS = ("bird", "bgp", "zebra", "80", "calico")
 _SHOWN = 8
 
 
@@ -295,6 +295,15 @@ def trace_path(entry_name, entry, flow, addresses, resolve=None, entry_address=N
                 ip = entry_address or next(iter(entry.get("node_ips") or []), None)
             result["node_ips"][host] = ip
     return result
+
+
+def summary(path, group=None):
+    """What the report keeps of the path: the entry, the group (its host count, not its hosts), the
+    path hosts and one sentence per pod."""
+    out = {"entry": path["entry"], "hosts": list(path["hosts"]), "lines": describe(path)}
+    if group:
+        out["group"] = {"name": group.get("name"), "how": group.get("how"), "hosts": len(group.get("hosts") or [])}
+    return out
 
 
 def describe(path):

@@ -67,8 +67,7 @@ def _path_lines(report):
     group = path.get("group") or {}
     head = "path: read %s" % path.get("entry")
     if group.get("name"):
-        hosts = group.get("hosts")
-        head += " of %s (%s, %d hosts)" % (group["name"], group.get("how"), hosts if isinstance(hosts, int) else len(hosts or []))
+        head += " of %s (%s, %d hosts)" % (group["name"], group.get("how"), group.get("hosts") or 0)
     return [head] + ["  %s" % line for line in path.get("lines") or []]
 
 
