@@ -1,0 +1,82 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) hoptrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Every input of a trace checked at once, on the controller, before anything runs on a node.
+
+One pure function, so that the role needs one controller task for all of it (each Ansible task
+costs about 0.05-0.1 s; the checks themselves cost microseconds): the numbers and their ranges,
+src and dst (pod IP or ``namespace/pod``), the flow when both are IPs, the group of the cluster's
+nodes, the entry node named with ``via``, and the per-step timeout derived from ``deadline``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.hosting import node_group
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.podref import pod_ref
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.validation import ValidationError, validate_flow
+
+# name, low, high: whole numbers a user may give with -e
+RANGES = (
+    ("deadline", 5, 3600),
+    ("duration", 1, 3600),
+    ("snaplen", 64, 262144),
+    ("probe_timeout", 1, 300),
+    ("entry_tries", 1, 20),
+)
+MODES = ("probe", "passive")
+_WHOLE = re.compile(r"^[0-9]+$")
+_SHOWN = 8
+
+
+def check_number(name, value, low, high):
+    """``value`` as an int in ``low..high`` ("60" is accepted), or ValidationError naming the range."""
+    text = str(value).strip() if not isinstance(value, bool) else ""
+    if not _WHOLE.match(text) or not low <= int(text) <= high:
+        raise ValidationError("%s %s is out of range: give an integer %d-%d" % (name, value, low, high))
+    return int(text)
+
+
+def step_timeout(deadline):
+    """Seconds every remote step (and the ssh connection inside it) may take: deadline/4 in 5..30."""
+    return min(max(int(deadline) // 4, 5), 30)
+
+
+def check_inputs(settings, groups):
+    """Check one trace's settings; returns what the role needs next.
+
+    :arg settings: ``src``, ``dst``, ``proto``, ``port``, ``mode``, the numbers of :data:`RANGES`,
+        ``nodes`` (a group name or empty) and ``via`` (a host name or empty).
+    :arg groups: the inventory's ``{group: [hosts]}`` (Ansible's ``groups``).
+    :returns: ``{numbers, src_ref, dst_ref, unresolved, flow, cluster, step_timeout}``; ``flow``
+        is the validated flow when src and dst are IPs, else None and ``unresolved`` lists the
+        ``{what, ref}`` that need the Kubernetes API.
+    :raises ValidationError: (or :class:`~hosting.PathError`, also a ValueError) saying what to fix.
+    """
+    numbers = {name: check_number(name, settings.get(name), low, high) for name, low, high in RANGES}
+    mode = str(settings.get("mode") or "").strip()
+    if mode not in MODES:
+        raise ValidationError("mode %r is not supported; use one of %s" % (settings.get("mode"), ", ".join(MODES)))
+    refs = {what: pod_ref(settings.get(what), what) for what in ("src", "dst")}
+    unresolved = [{"what": what, "ref": refs[what]} for what in ("src", "dst") if refs[what]["ip"] is None]
+    flow = None
+    if not unresolved:
+        flow = validate_flow(refs["src"]["ip"], refs["dst"]["ip"], settings.get("proto", "tcp"), settings.get("port"))
+    cluster = node_group(groups, settings.get("nodes") or "")
+    via = settings.get("via") or ""
+    if via and via not in (groups.get("all") or []):
+        hosts = cluster["hosts"]
+        raise ValidationError(
+            "via %s is not a host of this inventory; name a node of the cluster (one of %s%s)"
+            % (via, ", ".join(hosts[:_SHOWN]), " ..." if len(hosts) > _SHOWN else "")
+        )
+    return {
+        "numbers": numbers,
+        "src_ref": refs["src"],
+        "dst_ref": refs["dst"],
+        "unresolved": unresolved,
+        "flow": flow,
+        "cluster": cluster,
+        "step_timeout": step_timeout(numbers["deadline"]),
+    }

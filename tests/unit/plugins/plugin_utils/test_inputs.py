@@ -1,0 +1,64 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Every input checked in one controller-side call (plugin_utils/inputs.py)."""
+
+import pytest
+
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.inputs import check_inputs, step_timeout
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.validation import ValidationError
+
+GROUPS = {"all": ["node-a", "node-b", "bastion"], "nodes": ["node-a", "node-b"], "ungrouped": ["bastion"]}
+
+
+def settings(**overrides):
+    base = {"src": "172.17.25.79", "dst": "172.17.25.239", "proto": "tcp", "port": 443, "mode": "probe",
+            "deadline": 60, "duration": 10, "snaplen": 192, "probe_timeout": 3, "entry_tries": 3,
+            "nodes": "", "via": ""}
+    base.update(overrides)
+    return base
+
+
+def test_ips_give_the_flow_the_group_and_the_step_timeout():
+    got = check_inputs(settings(port="443", deadline="60"), GROUPS)
+    assert got["flow"] == {"src": "172.17.25.79", "dst": "172.17.25.239", "proto": "tcp", "port": 443}
+    assert got["unresolved"] == []
+    assert got["cluster"]["name"] == "nodes" and got["cluster"]["hosts"] == ["node-a", "node-b"]
+    assert got["numbers"] == {"deadline": 60, "duration": 10, "snaplen": 192, "probe_timeout": 3, "entry_tries": 3}
+    assert got["step_timeout"] == 15
+
+
+def test_a_pod_name_is_left_for_the_api_and_the_flow_waits():
+    got = check_inputs(settings(dst="default/web-0"), GROUPS)
+    assert got["flow"] is None
+    assert got["unresolved"] == [{"what": "dst", "ref": {"ip": None, "namespace": "default", "name": "web-0"}}]
+    assert got["src_ref"]["ip"] == "172.17.25.79"
+
+
+@pytest.mark.parametrize("deadline, expected", [(5, 5), (19, 5), (20, 5), (60, 15), (120, 30), (3600, 30)])
+def test_step_timeout_is_a_quarter_of_the_deadline_within_5_to_30(deadline, expected):
+    assert step_timeout(deadline) == expected
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"deadline": 0}, "deadline 0 is out of range: give an integer 5-3600"),
+    ({"deadline": "60s"}, "deadline 60s is out of range: give an integer 5-3600"),
+    ({"duration": -1}, "duration -1 is out of range: give an integer 1-3600"),
+    ({"snaplen": 0}, "snaplen 0 is out of range: give an integer 64-262144"),
+    ({"probe_timeout": 301}, "probe_timeout 301 is out of range: give an integer 1-300"),
+    ({"entry_tries": True}, "entry_tries True is out of range: give an integer 1-20"),
+    ({"mode": "live"}, "mode 'live' is not supported; use one of probe, passive"),
+    ({"src": "172.17.25.79; reboot"}, "src '172.17.25.79; reboot' is neither an IP address nor namespace/pod"),
+    ({"port": 0}, "port 0 is out of range; give an integer 1-65535"),
+    ({"dst": "172.17.25.79"}, "src and dst are both 172.17.25.79"),
+    ({"nodes": "workers"}, "workers"),
+    ({"via": "nosuch"}, "via nosuch is not a host of this inventory; name a node of the cluster (one of node-a, node-b)"),
+])
+def test_each_bad_input_is_refused_with_what_to_fix(override, message):
+    with pytest.raises(ValueError) as err:
+        check_inputs(settings(**override), GROUPS)
+    assert message in str(err.value)
+
+
+def test_numbers_are_checked_before_the_addresses():
+    with pytest.raises(ValidationError, match="^deadline 0 is out of range"):
+        check_inputs(settings(deadline=0, src="bad"), GROUPS)
