@@ -11,7 +11,7 @@ short_description: Print hoptrace's hop table and verdict at the end of the play
 version_added: 0.1.0
 description:
   - Collects the results of C(hoptrace.k8s.trace_analyze) tasks and the trace plan (the fact
-    C(hoptrace_plan), set with C(set_fact)) and, when the playbook ends, prints one line per hop
+    C(trace_plan), set with C(set_fact)) and, when the playbook ends, prints one line per hop
     (direction, index, node, interface with its encapsulation, packets, TCP flags seen,
     C(seen)/C(LOST)/C(unknown), delay from the first hop), the verdict and the run folder.
   - When the play failed before the analysis, prints the plan's hops as C(unknown) and the
@@ -69,8 +69,8 @@ class CallbackModule(CallbackBase):
     def v2_runner_on_ok(self, result, **kwargs):
         res = result._result or {}
         facts = res.get("ansible_facts") or {}
-        if isinstance(facts.get("hoptrace_plan"), dict):
-            self.plan = facts["hoptrace_plan"]
+        if isinstance(facts.get("trace_plan"), dict):
+            self.plan = facts["trace_plan"]
         if str(result._task.action).rsplit(".", maxsplit=1)[-1] == "trace_analyze" and isinstance(res.get("report"), dict):
             files = res.get("files") or {}
             run_dir = os.path.dirname(files["json"]) if files.get("json") else None

@@ -34,7 +34,7 @@ EXAMPLES = r"""
 - name: Arm every capture of this node
   hoptrace.k8s.capture:
     state: started
-    captures: "{{ hoptrace_plan | hoptrace.k8s.capture_args(inventory_hostname, 'ht-run1') }}"
+    captures: "{{ trace_plan | hoptrace.k8s.capture_args(inventory_hostname, 'ht-run1') }}"
     deadline: 60
 """
 

@@ -12,8 +12,8 @@ version_added: 0.1.0
 short_description: Gather each hop's capture result for M(hoptrace.k8s.trace_analyze)
 description:
   - Used by the C(hoptrace.k8s.trace) role between collecting and analysing.
-  - For every capture of the plan, looks up what the node registered (C(hoptrace_routes),
-    C(hoptrace_armed), C(hoptrace_stopped)) and the fetched file under the run folder, and returns
+  - For every capture of the plan, looks up what the node registered (C(trace_routes),
+    C(trace_armed), C(trace_stopped)) and the fetched file under the run folder, and returns
     one entry per capture with its status (C(ok), C(unreachable), C(failed)) and why.
 options:
   _input:
@@ -37,9 +37,9 @@ options:
 EXAMPLES = r"""
 - name: Analyse
   hoptrace.k8s.trace_analyze:
-    plan: "{{ hoptrace_plan }}"
-    captures: "{{ hoptrace_plan | hoptrace.k8s.trace_captures(hostvars, hoptrace_run_dir, hoptrace_capture_prefix) }}"
-    output_dir: "{{ hoptrace_run_dir }}"
+    plan: "{{ trace_plan }}"
+    captures: "{{ trace_plan | hoptrace.k8s.trace_captures(hostvars, trace_run_dir, trace_capture_prefix) }}"
+    output_dir: "{{ trace_run_dir }}"
 """
 
 RETURN = r"""
@@ -53,7 +53,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.collect import capture_list
 
-_REGISTERS = {"routes": "hoptrace_routes", "armed": "hoptrace_armed", "stopped": "hoptrace_stopped"}
+_REGISTERS = {"routes": "trace_routes", "armed": "trace_armed", "stopped": "trace_stopped"}
 
 
 def _trace_captures(plan, hostvars, run_dir, prefix):

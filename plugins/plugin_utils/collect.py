@@ -5,7 +5,7 @@
 
 ``capture_args`` names each of a node's captures for the capture module (one run per node
 arms, and one stops, all of them). ``capture_list`` turns what the role registered on each
-node — ``hoptrace_routes`` (route_info), ``hoptrace_armed`` and ``hoptrace_stopped`` (capture,
+node — ``trace_routes`` (route_info), ``trace_armed`` and ``trace_stopped`` (capture,
 results in a ``captures`` list) — into the analysis' list of captures. A capture whose node was
 unreachable, or whose start or stop failed, gets ``status`` unreachable or failed and the reason,
 so that its hops are reported unknown instead of lost.

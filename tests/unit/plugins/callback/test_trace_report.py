@@ -19,7 +19,7 @@ PLAYBOOK = """
   gather_facts: false
   tasks:
     - ansible.builtin.set_fact:
-        hoptrace_plan: "{{ plan }}"
+        trace_plan: "{{ plan }}"
     - ansible.builtin.fail:
         msg: "tcpdump: eth0: No such device exists"
       when: break_it | default(false) | bool
