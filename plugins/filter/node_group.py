@@ -12,7 +12,7 @@ from ansible_collections.hoptrace.k8s.plugins.plugin_utils.hosting import PathEr
 DOCUMENTATION = r"""
 name: node_group
 author: hoptrace developers
-version_added: 0.2.0
+version_added: 0.1.0
 short_description: Choose the inventory group of the cluster's nodes
 description:
   - With a group named, that group; else the first of C(nodes), kubespray's C(k8s_cluster), and

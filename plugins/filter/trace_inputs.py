@@ -12,7 +12,7 @@ from ansible_collections.hoptrace.k8s.plugins.plugin_utils.inputs import check_i
 DOCUMENTATION = r"""
 name: trace_inputs
 author: hoptrace developers
-version_added: 0.2.0
+version_added: 0.1.0
 short_description: Check every input of a trace before anything runs on a node
 description:
   - Checks the whole numbers (C(deadline) 5-3600, C(duration) 1-3600, C(snaplen) 64-262144,

@@ -21,7 +21,7 @@ from ansible_collections.hoptrace.k8s.plugins.plugin_utils.hosting import (
 DOCUMENTATION = r"""
 name: trace_path
 author: hoptrace developers
-version_added: 0.2.0
+version_added: 0.1.0
 short_description: Find the nodes hosting a flow's pods from one entry node's routes
 description:
   - Reads the route_info result of ONE entry node and finds the nodes that host the flow's source
