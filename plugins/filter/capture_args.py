@@ -13,8 +13,13 @@ short_description: One node's captures of a trace plan, for M(hoptrace.k8s.captu
 description:
   - Returns the C(captures) list for M(hoptrace.k8s.capture) on one node, C([{id, interface, filter}]),
     so that one module run arms (and one stops) every capture of the node.
-  - The id is C(<prefix>-<interface>) with characters other than C(A-Z a-z 0-9 _ . -) replaced by C(_);
-    captures whose interface is unknown (a node that could not be read) are left out.
+  - The id is C(<prefix>-<node>-<interface>) with characters other than C(A-Z a-z 0-9 _ . -) replaced by C(_),
+    so that two inventory names for one machine, or two nodes sharing a capture directory, never write the same
+    files; captures whose interface is unknown (a node that could not be read) are left out.
+  - Ids stay within the module's 64 characters for any host name. A node name that does not fit (with the
+    prefix and the longest interface name, 15 characters) or that has other characters (an IPv6 address, say)
+    is shortened to its first characters, C(_) and 10 hex digits of its sha1 (two different names never get the
+    same part): C(ip-10-240-128-12.eu-west-1.compute.internal) gives C(ht-20261126T120422Z-ba8336-ip-10-240-_6a31da29f1-eth0).
 options:
   _input:
     description: The trace plan (from P(hoptrace.k8s.trace_plan#filter)).
@@ -25,7 +30,9 @@ options:
     type: str
     required: true
   prefix:
-    description: Prefix that makes the ids unique to one run, for example C(ht-20261126T120422Z-ba8336).
+    description:
+      - Prefix that makes the ids unique to one run, for example C(ht-20261126T120422Z-ba8336).
+      - At most 35 characters, which leaves room for the node and the interface.
     type: str
     required: true
 """
@@ -53,7 +60,10 @@ from ansible_collections.hoptrace.k8s.plugins.plugin_utils.collect import captur
 def _capture_args(plan, node, prefix):
     if not isinstance(plan, dict):
         raise AnsibleFilterError("capture_args expects the trace plan (a dictionary) as input")
-    return capture_args(plan, node, prefix)
+    try:
+        return capture_args(plan, node, prefix)
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc))
 
 
 class FilterModule(object):

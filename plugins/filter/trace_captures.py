@@ -66,7 +66,10 @@ def _trace_captures(plan, hostvars, run_dir, prefix):
         except KeyError:
             continue
         node_results[node] = {name: host.get(var) for name, var in _REGISTERS.items()}
-    return capture_list(plan, node_results, run_dir, prefix)
+    try:
+        return capture_list(plan, node_results, run_dir, prefix)
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc))
 
 
 class FilterModule(object):

@@ -13,20 +13,53 @@ so that its hops are reported unknown instead of lost.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+ID_MAX = 64          # the capture module's bound on an id (module_utils/_validate.py ID_RE)
+IFNAME_MAX = 15      # IFNAMSIZ - 1: the longest interface name Linux allows
+HASH_LEN = 10        # hex digits of sha1(host name) in a shortened or altered host part
 
 
-def capture_id(prefix, interface):
-    """The capture module id of ``interface`` in the run named ``prefix`` (also its file name)."""
-    return "%s-%s" % (prefix, _ID_UNSAFE.sub("_", interface))
+def _safe(text):
+    return _ID_UNSAFE.sub("_", str(text))
+
+
+def host_part(prefix, host, interface=""):
+    """The host name as it appears in the capture ids of ``prefix``.
+
+    The name itself when it is made of ``A-Z a-z 0-9 _ . -`` and fits; otherwise (a long FQDN, an IPv6
+    address, a name with other characters) its first characters, ``_`` and the first HASH_LEN hex
+    digits of its sha1, so that two different names never share a host part. The room is what 64
+    characters leave after ``<prefix>-`` and ``-<interface>`` for the longest interface name (15),
+    so that one host's ids all carry the same host part.
+    """
+    host = str(host)
+    room = ID_MAX - len(_safe(prefix)) - 2 - max(IFNAME_MAX, len(_safe(interface)))
+    name = _safe(host)
+    if name and name == host and len(name) <= room:
+        return name
+    if room < HASH_LEN + 2:
+        raise ValueError("capture id prefix %r leaves no room for the host name %r within %d characters: "
+                         "use a prefix of at most %d characters" % (prefix, host, ID_MAX, ID_MAX - 2 - IFNAME_MAX - HASH_LEN - 2))
+    digest = hashlib.sha1(host.encode("utf-8")).hexdigest()[:HASH_LEN]
+    return "%s_%s" % (name[:room - HASH_LEN - 1], digest)
+
+
+def capture_id(prefix, host, interface):
+    """The capture module id of ``interface`` on inventory host ``host`` in the run named ``prefix``.
+
+    ``<prefix>-<host>-<interface>`` (see host_part), at most 64 characters: two inventory names for one
+    machine, or two nodes sharing a capture directory, never write the same files.
+    """
+    return "%s-%s-%s" % (_safe(prefix), host_part(prefix, host, interface), _safe(interface))
 
 
 def capture_args(plan, node, prefix):
     """``[{id, interface, filter}]`` of the plan's captures on ``node`` that have an interface."""
-    return [{"id": capture_id(prefix, c["interface"]), "interface": c["interface"], "filter": c.get("filter") or ""}
+    return [{"id": capture_id(prefix, node, c["interface"]), "interface": c["interface"], "filter": c.get("filter") or ""}
             for c in plan.get("captures") or [] if c.get("node") == node and c.get("interface")]
 
 
@@ -70,7 +103,7 @@ def capture_list(plan, node_results, run_dir, prefix):
     for cap in plan.get("captures") or []:
         node, iface, key = cap.get("node"), cap.get("interface"), cap.get("key")
         res = node_results.get(node) or {}
-        cid = capture_id(prefix, iface) if iface else None
+        cid = capture_id(prefix, node, iface) if iface else None
         entry = {"key": key, "node": node, "interface": iface, "file": None,
                  "captured": None, "received": None, "dropped": None, "status": "ok", "error": None}
         problem = None
