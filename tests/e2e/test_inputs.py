@@ -1,0 +1,71 @@
+"""Every refused input is refused on the controller: no node is contacted (issue 16).
+
+The inventory's hosts are all "unreachable" nodes whose ansible_host/ansible_port point at a
+loopback listener that counts every connection attempt (tests/lab/biginv.py), so any contact
+with a node is counted. Real ansible-playbook and real ssh; no lab needed, no traffic leaves
+loopback. A last case runs a valid trace against the same inventory to show that the listener
+does count the entry node's connection: the zero above cannot come from a deaf listener.
+"""
+import json
+import os
+import subprocess
+
+import pytest
+from test_trace import DST, SRC, _env
+
+from lab import biginv
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, ".venv", "bin")
+PLAYBOOK = os.path.join(ROOT, "playbooks", "trace_flow.yml")
+
+
+def _inventory(path, port, hosts=12):
+    lines = ["[nodes]"] + ["worker-%02d ansible_host=127.0.0.1 ansible_port=%d" % (i, port) for i in range(1, hosts + 1)]
+    lines += ["", "[empty]", "", "[nodes:vars]", "ansible_user=root",
+              "ansible_ssh_common_args=-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o ConnectTimeout=3"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _run(tmp_path, extra):
+    out_dir = tmp_path / "out"
+    with biginv.ConnectionCounter() as counter:
+        inventory = _inventory(tmp_path / "inventory.ini", counter.port)
+        settings = {"src": SRC, "dst": DST, "output_dir": str(out_dir)}
+        settings.update(extra)
+        argv = [os.path.join(BIN, "ansible-playbook"), "-i", str(inventory), PLAYBOOK, "-e", json.dumps(settings)]
+        proc = subprocess.run(argv, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=120)
+        contacts = counter.count
+    return proc.returncode, proc.stdout, contacts, out_dir
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"duration": -1}, "duration -1 is out of range: give an integer 1-3600"),
+    ({"snaplen": 0}, "snaplen 0 is out of range: give an integer 64-262144"),
+    ({"deadline": 0}, "deadline 0 is out of range: give an integer 5-3600"),
+    ({"deadline": 4000}, "deadline 4000 is out of range: give an integer 5-3600"),
+    ({"probe_timeout": 0}, "probe_timeout 0 is out of range: give an integer 1-300"),
+    ({"entry_tries": 0}, "entry_tries 0 is out of range: give an integer 1-20"),
+    ({"dport": 0}, "port 0 is out of range; give an integer 1-65535"),
+    ({"dport": "443; reboot"}, "trace_port"),
+    ({"src": "10.0.0.1`reboot`"}, "src '10.0.0.1`reboot`' is neither an IP address nor namespace/pod"),
+    ({"dst": "10.0.0.256"}, "dst '10.0.0.256' is neither an IP address nor namespace/pod"),
+    ({"mode": "passive; reboot"}, "trace_mode"),
+    ({"nodes": "empty"}, "empty"),
+    ({"nodes": "no-such-group"}, "no-such-group"),
+    ({"via": "worker-99"}, "via worker-99 is not a host of this inventory; name a node of the cluster (one of worker-01"),
+])
+def test_refused_before_any_node_is_contacted(tmp_path, extra, message):
+    rc, out, contacts, out_dir = _run(tmp_path, extra)
+    assert rc != 0, out[-3000:]
+    assert message in out, out[-3000:]
+    assert contacts == 0, "a refused input still contacted %d node(s):\n%s" % (contacts, out[-3000:])
+    assert not out_dir.exists(), "a refused input created the run folder"
+
+
+def test_the_listener_counts_a_real_contact(tmp_path):
+    rc, out, contacts, out_dir = _run(tmp_path, {"entry_tries": 2})
+    assert rc != 0  # every entry candidate refuses the ssh connection
+    assert contacts >= 2, out[-3000:]
