@@ -45,8 +45,13 @@ lab-down: deps
 lab-status: deps
 	$(PY) tests/lab/lab.py status
 
+# ansible-lint runs offline (.ansible-lint) and finds hoptrace.k8s through .collections/;
+# the venv's bin/ on PATH is where it looks for ansible-playbook and friends.
 lint: venv
 	$(VENV)/bin/ruff check .
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ansible-lint --profile production
+	$(VENV)/bin/antsibull-changelog lint
+	$(VENV)/bin/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 
 sanity: venv
 	bash tests/sanity/run.sh
@@ -60,8 +65,7 @@ lab-test: deps
 e2e: deps
 	$(PY) -m pytest -q tests/e2e
 
-test: deps
-	$(VENV)/bin/ruff check .
+test: deps lint
 	bash tests/sanity/run.sh
 	$(PY) -m pytest -q tests/unit tests/lab tests/integration tests/e2e benchmarks
 
