@@ -18,8 +18,8 @@ description:
     files; captures whose interface is unknown (a node that could not be read) are left out.
   - Ids stay within the module's 64 characters for any host name. A node name that does not fit (with the
     prefix and the longest interface name, 15 characters) or that has other characters (an IPv6 address, say)
-    is shortened to its first characters, C(_) and 10 hex digits of its sha1 (two different names never get the
-    same part): C(ip-10-240-128-12.eu-west-1.compute.internal) gives C(ht-20261126T120422Z-ba8336-ip-10-240-_6a31da29f1-eth0).
+    is shortened to its first characters, C(_) and 10 hex digits of its sha1, so that two different names never
+    get the same part; C(ip-10-240-128-12.eu-west-1.compute.internal) gives C(ht-20261126T120422Z-ba8336-ip-10-240-_6a31da29f1-eth0).
 options:
   _input:
     description: The trace plan (from P(hoptrace.k8s.trace_plan#filter)).
@@ -32,7 +32,7 @@ options:
   prefix:
     description:
       - Prefix that makes the ids unique to one run, for example C(ht-20261126T120422Z-ba8336).
-      - At most 35 characters, which leaves room for the node and the interface.
+      - Up to 35 characters always leave room for the node and the interface (a longer one fails for long node names).
     type: str
     required: true
 """
