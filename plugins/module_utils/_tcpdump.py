@@ -14,9 +14,11 @@ the same way.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type  # noqa: UP001 - ansible-test boilerplate
 
+import errno
 import json
 import os
 import re
+import stat
 
 HEADER_SNAPLEN = 192
 PAYLOAD_SNAPLEN = 262144
@@ -198,3 +200,180 @@ def ended_by(counts, state, ended_at):
     if ended_at is not None and ended_at >= state.get('deadline_at', 0) - 0.5:
         return 'deadline'
     return 'exited'
+
+
+# Leftovers: the files of captures whose controller went away before removing them.
+# A capture's files are <id><suffix>; the longest suffix is tried first.
+SUFFIXES = ('.state.json.tmp', '.state.json', '.pcap', '.log')
+# A name that proves a capture (a lone <name>.log could be anybody's log file).
+EVIDENCE = ('.state.json.tmp', '.state.json', '.pcap')
+PRUNE_AFTER = 600            # seconds after a capture's deadline before its files are leftovers
+MAX_DEADLINE = 3600          # the longest deadline the module accepts
+STATE_MAX_BYTES = 65536
+
+
+def split_name(name, valid_id):
+    """``(id, suffix)`` when ``name`` is one of a capture's file names, else None.
+
+    ``valid_id`` tells whether a string is an id the module accepts (``_validate.check_id``).
+    """
+    for suffix in SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            cid = name[:-len(suffix)]
+            if valid_id(cid):
+                return cid, suffix
+    return None
+
+
+def may_be_running(state):
+    """True unless the state's recorded process is certainly gone (or is another process now)."""
+    if not isinstance(state, dict) or not state.get('pid'):
+        return False
+    try:
+        start = proc_start_time(int(state['pid']))
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return start is not None and state.get('pid_start') in (None, start)
+
+
+def _deadline(state, cid):
+    """The recorded deadline (epoch seconds) of a state file that belongs to ``cid``, else None."""
+    if not isinstance(state, dict) or state.get('id') != cid:
+        return None
+    value = state.get('deadline_at')
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def leftover_reason(cid, mtimes, state, now, older_than=None, named=False):
+    """Why the files of capture ``cid`` may be removed, or None to keep them.
+
+    ``mtimes`` maps each of its suffixes present to the file's mtime; ``state`` is its parsed state
+    file, None when missing or unreadable. Never a capture whose recorded process may still run.
+    With ``older_than`` None (the automatic prune when a capture starts): a capture whose recorded
+    deadline passed more than PRUNE_AFTER seconds ago and that was not stopped with its files kept
+    on purpose (``keep``); without a usable state file, one whose newest file is older than
+    MAX_DEADLINE + PRUNE_AFTER (no capture runs longer after writing its files). With ``older_than``
+    (the operator's clean-up): a capture whose newest file is older than that many seconds.
+    ``named``: the operator named the id, so a lone ``<id>.log`` counts as the capture's.
+    """
+    if not mtimes or (not named and not any(s in mtimes for s in EVIDENCE)):
+        return None
+    if may_be_running(state):
+        return None
+    age = now - max(mtimes.values())
+    if older_than is not None:
+        return 'its files are %d s old (older_than %d)' % (age, older_than) if age > older_than else None
+    deadline = _deadline(state, cid)
+    if deadline is not None:
+        if state.get('keep'):
+            return None
+        if now > deadline + PRUNE_AFTER:
+            return 'its deadline passed %d s ago' % (now - deadline)
+        return None
+    if age > MAX_DEADLINE + PRUNE_AFTER:
+        return 'no readable state file and its files are %d s old' % age
+    return None
+
+
+def _read_state_at(dir_fd, name):
+    """The parsed state file ``name`` in the directory ``dir_fd`` (never through a symlink), or None."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, STATE_MAX_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(data) > STATE_MAX_BYTES:
+        return None
+    try:
+        state = json.loads(data.decode('utf-8'))
+    except ValueError:
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def _ours(dir_fd, name):
+    """lstat of ``name`` when it is a regular file of this user (not a symlink), else None."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+        return None
+    return st
+
+
+def shared_directory(st):
+    """Why a directory with stat ``st`` is not private to this user, or None when it is."""
+    if st.st_uid != os.geteuid():
+        return 'it belongs to uid %d' % st.st_uid
+    if st.st_mode & (stat.S_ISVTX | stat.S_IWGRP | stat.S_IWOTH):
+        return 'it is shared (mode %04o)' % stat.S_IMODE(st.st_mode)
+    return None
+
+
+def prune(directory, valid_id, now, exclude=(), older_than=None, only=None, dry_run=False):
+    """Remove the files of leftover captures (see leftover_reason) from ``directory``.
+
+    Only directly in ``directory`` (not below it), only regular files of this user whose names are
+    ``<id><suffix>`` (never through a symlink: the directory is opened with O_NOFOLLOW and every name
+    is looked up relative to it), only in a directory private to this user. ``exclude``: ids never
+    touched (the captures of this run); ``only``: ids to consider (None: every id found, with the
+    evidence rule). ``dry_run``: remove nothing, report what would be removed.
+    Returns ``{'removed': [file names], 'captures': {id: reason}, 'errors': [...], 'skipped': why or None}``.
+    """
+    out = {'removed': [], 'captures': {}, 'errors': [], 'skipped': None}
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            out['skipped'] = '%s cannot be opened as a directory: %s' % (directory, exc.strerror)
+        return out
+    try:
+        why = shared_directory(os.fstat(dir_fd))
+        if why:
+            out['skipped'] = 'nothing pruned in %s: %s' % (directory, why)
+            return out
+        groups = {}
+        for name in os.listdir(dir_fd):
+            parts = split_name(name, valid_id)
+            if not parts or parts[0] in exclude or (only is not None and parts[0] not in only):
+                continue
+            st = _ours(dir_fd, name)
+            if st is not None:
+                groups.setdefault(parts[0], {})[parts[1]] = (name, st.st_mtime)
+        for cid in sorted(groups):
+            files = groups[cid]
+            state = _read_state_at(dir_fd, files['.state.json'][0]) if '.state.json' in files else None
+            reason = leftover_reason(cid, dict((s, m) for s, (n, m) in files.items()), state, now,
+                                     older_than=older_than, named=only is not None)
+            if not reason:
+                continue
+            out['captures'][cid] = reason
+            # the state file last: what is left after a failure still says what it was
+            for suffix in ('.pcap', '.log', '.state.json.tmp', '.state.json'):
+                if suffix not in files:
+                    continue
+                name = files[suffix][0]
+                if dry_run:
+                    out['removed'].append(name)
+                    continue
+                if _ours(dir_fd, name) is None:
+                    continue
+                try:
+                    os.unlink(name, dir_fd=dir_fd)
+                except OSError as exc:
+                    if exc.errno != errno.ENOENT:     # gone already: another run pruned it first
+                        out['errors'].append('%s: %s' % (name, exc.strerror))
+                    continue
+                out['removed'].append(name)
+    finally:
+        os.close(dir_fd)
+    out['removed'].sort()
+    return out

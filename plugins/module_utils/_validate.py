@@ -59,6 +59,15 @@ def check_id(value):
     return raw
 
 
+def is_id(value):
+    """True when ``value`` is a capture id that check_id accepts."""
+    try:
+        check_id(value)
+    except ValueError:
+        return False
+    return True
+
+
 def check_ifname(value):
     """Return an interface name that is syntactically valid (existence is checked separately)."""
     raw = text(value)

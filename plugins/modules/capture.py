@@ -21,6 +21,18 @@ description:
   - tcpdump is started from an argv list (never a shell), with C(--immediate-mode) so that packets
     are written at once (libpcap otherwise buffers about one second and a quick stop loses them),
     C(-U) packet-buffered output and the filter after C(--).
+  - With O(state=started) the module first removes the leftovers of earlier captures from O(directory) -
+    the files of captures whose controller went away (killed, disconnected) before removing them - and
+    returns their names in RV(pruned); every removal is logged on the node (syslog or journal).
+  - A capture is a leftover when its recorded process is gone and its recorded deadline passed more than
+    10 minutes ago; without a readable C(<id>.state.json), when its newest file is older than 70 minutes
+    (the longest deadline, 3600 s, plus 10 minutes).
+  - Never pruned - a capture whose recorded process may still run; one stopped with
+    O(remove_returned=false) (its files are kept on purpose; O(state=absent) still removes them); the
+    captures of this module run; a lone C(<id>.log) (nothing shows it is a capture's); anything but
+    regular files of the user running the module named C(<id>.pcap), C(<id>.log), C(<id>.state.json) or
+    C(<id>.state.json.tmp) for a valid O(id), directly in O(directory) (not below it, never through a
+    symlink); anything in a directory writable by its group or by others.
 author:
   - hoptrace developers (@hoptrace)
 options:
@@ -28,7 +40,7 @@ options:
     description:
       - Name of the capture; becomes the file name C(<id>.pcap).
       - 1 to 64 characters from C(A-Z a-z 0-9 _ . -).
-      - Exactly one of O(id) and O(captures) is required.
+      - Exactly one of O(id) and O(captures) is required, except with O(state=absent) and O(older_than).
     type: str
   captures:
     description:
@@ -39,7 +51,7 @@ options:
       - The other options (O(state), O(snaplen), O(deadline), O(directory), ...) apply to every capture.
       - One capture failing does not stop the others; the module fails when any of them failed and
         RV(captures) says which and why.
-      - Exactly one of O(id) and O(captures) is required.
+      - Exactly one of O(id) and O(captures) is required, except with O(state=absent) and O(older_than).
     type: list
     elements: dict
     suboptions:
@@ -59,7 +71,8 @@ options:
       - V(started) starts the capture (nothing happens if O(id) is already running).
       - V(stopped) stops it with SIGINT and returns tcpdump's own counts; stopping a capture that
         already ended is not an error.
-      - V(absent) stops it if needed and removes its files.
+      - V(absent) stops it if needed and removes its files; with O(older_than) it removes old captures
+        instead, see there.
     type: str
     choices: [started, stopped, absent]
     default: started
@@ -152,17 +165,34 @@ options:
       - Seconds to wait for tcpdump to exit after SIGINT before it is killed.
     type: int
     default: 10
+  older_than:
+    description:
+      - With O(state=absent) only, seconds (0 to 315360000). Without O(id) and O(captures), removes every
+        capture in O(directory) whose newest file is older than this, for a clean-up task in a runbook;
+        with them, only those of the named captures.
+      - The safety rules of the automatic prune (see the description) apply, except that captures stopped
+        with their files kept are removed too - never a capture whose recorded process may still run, never
+        anything but the module's own files directly in O(directory).
+      - RV(removed) lists the paths removed (in check mode, the paths that would be).
+    type: int
+    version_added: 0.2.0
 notes:
   - Needs root (or CAP_NET_RAW and CAP_NET_ADMIN); run it with C(become). As root tcpdump is given
     C(-Z root) so that it does not drop to user C(tcpdump), which could not write the private
     directory.
   - Needs C(tcpdump) and coreutils C(timeout) on the node.
   - Files are C(<id>.pcap) (tcpdump's output), C(<id>.log) (tcpdump's stderr) and
-    C(<id>.state.json) (what the module needs to stop it).
+    C(<id>.state.json) (what the module needs to stop it, and what the prune reads). Give every node and
+    inventory name its own ids (the C(hoptrace.k8s.trace) role's are C(<prefix>-<host>-<interface>)) when
+    nodes share a capture directory, for example on NFS.
+  - A directory writable by others or sticky (C(/tmp), C(/var/tmp) itself) is refused; use a directory
+    of its own.
 attributes:
   check_mode:
     support: full
-    description: Validates the arguments, the interface and the filter (compiled with C(tcpdump -d)) and starts nothing.
+    description: >-
+      Validates the arguments, the interface and the filter (compiled with C(tcpdump -d)) and starts, stops and removes
+      nothing; RV(pruned) and RV(removed) list what would be removed.
 seealso:
   - module: hoptrace.k8s.route_info
   - module: hoptrace.k8s.probe
@@ -189,6 +219,12 @@ EXAMPLES = r'''
   hoptrace.k8s.capture:
     id: run1-eth0
     state: absent
+  become: true
+
+- name: Runbook clean-up - remove every capture file older than a day (running captures are kept)
+  hoptrace.k8s.capture:
+    state: absent
+    older_than: 86400
   become: true
 
 - name: Start two captures in one module run (both listening when it returns)
@@ -315,17 +351,28 @@ log:
   type: str
   sample: "tcpdump: listening on eth0, link-type EN10MB (Ethernet), snapshot length 192 bytes"
 removed:
-  description: Files removed.
+  description: Files removed (in check mode, that would be removed).
   returned: state=absent, or state=stopped with O(remove_returned) when the content was returned
   type: list
   elements: str
   sample: [/var/tmp/hoptrace/run1-eth0.pcap, /var/tmp/hoptrace/run1-eth0.log]
+pruned:
+  description:
+    - Names of the files of earlier captures removed from O(directory) before starting (in check mode, that would
+      be removed), see the description; also logged on the node.
+    - With O(captures), once in the module's result (not per capture).
+  returned: state=started
+  type: list
+  elements: str
+  sample: [ht-20261126T120422Z-ba8336-node-a-eth0.log, ht-20261126T120422Z-ba8336-node-a-eth0.pcap,
+           ht-20261126T120422Z-ba8336-node-a-eth0.state.json]
 '''
 
 import base64
 import os
 import signal
 import socket
+import stat
 import time
 import traceback
 
@@ -335,6 +382,7 @@ from ansible_collections.hoptrace.k8s.plugins.module_utils import _validate as v
 
 LC_ENV = {'LC_ALL': 'C', 'LANG': 'C'}
 PER_CAPTURE = ('id', 'interface', 'filter')
+MAX_OLDER_THAN = 10 * 365 * 86400
 
 
 class CaptureFailed(Exception):
@@ -368,6 +416,7 @@ def argspec():
         dest=dict(type='path'),
         listen_timeout=dict(type='int', default=15),
         stop_timeout=dict(type='int', default=10),
+        older_than=dict(type='int'),
     )
 
 
@@ -379,6 +428,8 @@ def validated(params, node):
     p['directory'] = v.check_directory(p['directory'])
     p['stop_timeout'] = v.check_range(p['stop_timeout'], 'stop_timeout', 1, 300)
     p['content_max_size'] = v.check_range(p['content_max_size'], 'content_max_size', 0, 64 * 1024 * 1024)
+    if p.get('older_than') is not None:
+        p['older_than'] = check_older_than(p['older_than'])
     if p['state'] != 'started':
         return p
     if not p.get('interface'):
@@ -394,6 +445,23 @@ def validated(params, node):
     return p
 
 
+def check_older_than(value):
+    return v.check_range(value, 'older_than', 0, MAX_OLDER_THAN)
+
+
+def prune_files(module, directory, older_than=None, only=None, exclude=()):
+    """td.prune in ``directory`` (nothing removed in check mode), logged; its result (``skipped`` is the caller's)."""
+    done = td.prune(directory, v.is_id, time.time(), exclude=exclude, older_than=older_than, only=only,
+                    dry_run=module.check_mode)
+    for error in done['errors']:
+        module.warn('could not remove %s in %s' % (error, directory))
+    if done['removed'] and not module.check_mode:
+        module.log('hoptrace.k8s.capture removed %d files of %d old captures in %s (%s): %s' % (
+            len(done['removed']), len(done['captures']), directory,
+            '; '.join('%s: %s' % item for item in sorted(done['captures'].items())), ' '.join(done['removed'])))
+    return done
+
+
 def prepare_directory(directory):
     """Create the private capture directory (0700) or check an existing one is ours and private."""
     if not os.path.lexists(directory):
@@ -404,6 +472,10 @@ def prepare_directory(directory):
     if st.st_uid != os.geteuid():
         raise ValueError('%s belongs to uid %d, not to the user running the module (%d): remove it or choose another directory'
                          % (directory, st.st_uid, os.geteuid()))
+    if st.st_mode & (stat.S_ISVTX | stat.S_IWOTH):
+        # a shared folder such as /tmp or /var/tmp itself: making it 0700 would break it for everybody else
+        raise ValueError('%s is a shared directory (mode %04o): give a directory of its own, such as /var/tmp/hoptrace'
+                         % (directory, stat.S_IMODE(st.st_mode)))
     if st.st_mode & 0o077:
         os.chmod(directory, 0o700)
 
@@ -592,6 +664,9 @@ def stop_all(module, ps, node):
             state['ended_at'] = time.time()
             state['ended_by'] = td.ended_by(counts, state, state['ended_at'])
         if not module.check_mode:
+            # stopped without remove_returned: the caller keeps the files on purpose, so a later
+            # start does not prune them (state=absent, with or without older_than, still removes them)
+            state['keep'] = not p['remove_returned']
             td.write_state(paths['state'], state)
         result.update(size=_size(paths['file']), ended_by=state['ended_by'], log=text, **counts)
         if 0 < result['size'] <= p['content_max_size']:
@@ -620,8 +695,32 @@ def _size(path):
         return 0
 
 
+def absent_older(module, ps, node):
+    """With older_than: remove the files of the captures of ``ps`` that are older and not running."""
+    results = list(ps)
+    valid = [p for p in ps if not isinstance(p, CaptureFailed)]
+    if not valid:
+        return results
+    directory, older_than = valid[0]['directory'], valid[0]['older_than']
+    done = prune_files(module, directory, older_than=older_than, only=set(p['id'] for p in valid))
+    if done['skipped']:
+        raise ValueError(done['skipped'])
+    for i, p in enumerate(ps):
+        if isinstance(p, CaptureFailed):
+            continue
+        paths = td.paths(directory, p['id'])
+        mine = [os.path.join(directory, name) for name in done['removed'] if td.split_name(name, v.is_id)[0] == p['id']]
+        results[i] = {'id': p['id'], 'file': paths['file'], 'removed': mine, 'changed': bool(mine)}
+        if not mine and any(os.path.lexists(paths[k]) for k in ('file', 'log', 'state')):
+            results[i]['msg'] = ('kept capture %s: it may still be running, or its files are not older than %d s'
+                                 % (p['id'], older_than))
+    return results
+
+
 def absent_all(module, ps, node):
     """Stop (all at once) and remove the files of every capture of ``ps``; results in order."""
+    if module.params.get('older_than') is not None:
+        return absent_older(module, ps, node)
     results = list(ps)
     todo = []
     for i, p in enumerate(ps):
@@ -657,25 +756,74 @@ def _run(module, ps, node):
                               exception=traceback.format_exc())] * len(ps)
 
 
+def clean_directory(module):
+    """state=absent with older_than and no ids: remove every old capture of the directory."""
+    try:
+        older_than = check_older_than(module.params['older_than'])
+        directory = v.check_directory(module.params['directory'])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    try:
+        done = prune_files(module, directory, older_than=older_than)
+    except OSError as exc:
+        module.fail_json(msg='could not look for old capture files in %s: %s' % (directory, exc))
+    if done['skipped']:
+        module.fail_json(msg=done['skipped'], removed=[], changed=False)
+    removed = [os.path.join(directory, name) for name in done['removed']]
+    if done['errors']:
+        module.fail_json(msg='could not remove %s in %s' % ('; '.join(done['errors']), directory),
+                         removed=removed, changed=bool(removed))
+    module.exit_json(changed=bool(removed), removed=removed)
+
+
+def prune_before_start(module, ps):
+    """Remove earlier runs' leftovers from the directory of this start; the file names removed."""
+    valid = [p for p in ps if not isinstance(p, CaptureFailed)]
+    if not valid:
+        return []
+    ids = set(p['id'] for p in valid) | set(c.get('id') for c in module.params.get('captures') or [])
+    try:
+        done = prune_files(module, valid[0]['directory'], exclude=ids)
+    except OSError as exc:
+        module.warn('could not look for old capture files in %s: %s' % (valid[0]['directory'], exc))
+        return []
+    if done['skipped']:
+        module.warn(done['skipped'])
+    return done['removed']
+
+
 def execute_module(module):
     node = socket.gethostname()
-    if module.params.get('captures') is None:
+    params = module.params
+    if params.get('older_than') is not None and params['state'] != 'absent':
+        module.fail_json(msg='older_than is only used with state=absent (the clean-up of old capture files); '
+                             'with state=%s leave it out' % params['state'])
+    if params.get('id') is None and params.get('captures') is None:
+        if params['state'] == 'absent' and params.get('older_than') is not None:
+            clean_directory(module)
+        module.fail_json(msg='one of the following is required: id, captures (or older_than with state=absent)')
+    started = params['state'] == 'started'
+    if params.get('captures') is None:
         try:
-            p = validated(module.params, node)
+            p = validated(params, node)
         except ValueError as exc:
             module.fail_json(msg=str(exc))
+        pruned = prune_before_start(module, [p]) if started else None
         result = _run(module, [p], node)[0]
         if isinstance(result, CaptureFailed):
-            module.fail_json(msg=result.msg, **result.extra)
+            module.fail_json(msg=result.msg, **dict(result.extra, **({'pruned': pruned} if started else {})))
+        if started:
+            result.update(pruned=pruned, changed=bool(result.get('changed') or pruned))
         module.exit_json(**result)
 
     ps = []
     for entry in module.params['captures']:
-        params = dict(module.params, **dict((k, entry.get(k)) for k in PER_CAPTURE))
+        entry_params = dict(module.params, **dict((k, entry.get(k)) for k in PER_CAPTURE))
         try:
-            ps.append(validated(params, node))
+            ps.append(validated(entry_params, node))
         except ValueError as exc:
             ps.append(CaptureFailed(str(exc)))
+    pruned = prune_before_start(module, ps) if started else None
     results = []
     for entry, result in zip(module.params['captures'], _run(module, ps, node)):
         if isinstance(result, CaptureFailed):
@@ -684,7 +832,9 @@ def execute_module(module):
             result = dict(result, failed=False)
         results.append(result)
     failed = [r for r in results if r['failed']]
-    out = {'captures': results, 'changed': any(r.get('changed') for r in results)}
+    out = {'captures': results, 'changed': any(r.get('changed') for r in results) or bool(pruned)}
+    if started:
+        out['pruned'] = pruned
     if failed:
         module.fail_json(msg='%d of %d captures failed on %s: %s' % (
             len(failed), len(results), node, '; '.join('%s: %s' % (r['id'], r['msg']) for r in failed)), **out)
@@ -692,8 +842,8 @@ def execute_module(module):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argspec(), supports_check_mode=True,
-                           mutually_exclusive=[('id', 'captures')], required_one_of=[('id', 'captures')])
+    # id or captures is required, except for state=absent with older_than (execute_module checks it)
+    module = AnsibleModule(argument_spec=argspec(), supports_check_mode=True, mutually_exclusive=[('id', 'captures')])
     execute_module(module)
 
 

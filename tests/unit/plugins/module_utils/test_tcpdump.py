@@ -107,3 +107,51 @@ def test_is_running_checks_pid_reuse():
     assert not td.is_running({"pid": me, "pid_start": start + 1})
     assert not td.is_running({"pid": None})
     assert not td.is_running(None)
+
+
+# ---------------------------------------------------------------- leftovers
+from ansible_collections.hoptrace.k8s.plugins.module_utils._validate import is_id  # noqa: E402
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("ht-r-node-a-eth0.pcap", ("ht-r-node-a-eth0", ".pcap")),
+    ("ht-r-node-a-eth0.state.json", ("ht-r-node-a-eth0", ".state.json")),
+    ("ht-r-node-a-eth0.state.json.tmp", ("ht-r-node-a-eth0", ".state.json.tmp")),
+    ("ht-r-node-a-vxlan.calico.log", ("ht-r-node-a-vxlan.calico", ".log")),
+    ("x.state.state.json", ("x.state", ".state.json")),      # an id may hold dots
+    ("x.pcap.gz", None), ("notes.txt", None), (".pcap", None), ("-w.pcap", None), ("a b.pcap", None),
+    ("..pcap", None), ("%s.pcap" % ("a" * 65), None), ("%s.pcap" % ("a" * 64), ("a" * 64, ".pcap")),
+])
+def test_split_name(name, expected):
+    assert td.split_name(name, is_id) == expected
+
+
+def test_may_be_running():
+    me = {"pid": os.getpid(), "pid_start": td.proc_start_time(os.getpid())}
+    assert td.may_be_running(me) is True
+    assert td.may_be_running(dict(me, pid_start=None)) is True          # no start time recorded: assume it is ours
+    assert td.may_be_running(dict(me, pid_start=me["pid_start"] + 1)) is False   # the pid was reused
+    assert td.may_be_running({"pid": 999999999, "pid_start": 1}) is False
+    assert td.may_be_running({"pid": "garbage"}) is False and td.may_be_running(None) is False
+
+
+@pytest.mark.parametrize("mtimes,state,older_than,named,expected", [
+    ({".pcap": 0, ".log": 0, ".state.json": 0}, {"id": "c", "deadline_at": 5.0}, None, False, "its deadline passed 9995 s ago"),
+    ({".pcap": 0, ".log": 0, ".state.json": 0}, {"id": "c", "deadline_at": 9500.0}, None, False, None),  # 500 s: too recent
+    ({".pcap": 9990}, {"id": "c", "deadline_at": 9300.0}, None, False, "its deadline passed 700 s ago"),  # the deadline decides
+    ({".pcap": 0}, {"id": "c", "deadline_at": 5.0, "keep": True}, None, False, None),
+    ({".pcap": 0}, {"id": "c", "deadline_at": 5.0, "keep": True}, 60, False, "its files are 10000 s old (older_than 60)"),
+    # no state file: the newest file against 3600 + 600 s
+    ({".pcap": 5799}, None, None, False, "no readable state file and its files are 4201 s old"),
+    ({".pcap": 5801}, None, None, False, None),
+    ({".pcap": 5000, ".log": 5000}, None, None, False, "no readable state file and its files are 5000 s old"),
+    ({".pcap": 5000, ".log": 9000}, None, None, False, None),                     # the newest file counts
+    ({".log": 0}, None, None, False, None),                                       # a lone log: not provably ours
+    ({".log": 0}, None, 60, False, None),
+    ({".log": 0}, None, 60, True, "its files are 10000 s old (older_than 60)"),   # ... unless the operator named it
+    ({".pcap": 0}, {"id": "other", "deadline_at": 9999.0}, None, False, "no readable state file and its files are 10000 s old"),
+    ({".pcap": 0}, {"id": "c", "deadline_at": True}, None, False, "no readable state file and its files are 10000 s old"),
+    ({}, None, 0, True, None),
+])
+def test_leftover_reason(mtimes, state, older_than, named, expected):
+    assert td.leftover_reason("c", mtimes, state, 10000.0, older_than=older_than, named=named) == expected

@@ -173,3 +173,15 @@ def test_capture_list_timed_out_step_names_the_step(tmp_path):
                           "stopped": {"failed": True, "timedout": {"period": 10}, "msg": "The task timed out"}}}
     got = capture_list({"captures": PLAN["captures"][2:3]}, results, str(tmp_path), PREFIX)
     assert (got[0]["status"], got[0]["error"]) == ("timed out", "timed out in collect (no answer in 10 s)")
+
+
+def test_capture_args_filter_says_when_the_prefix_is_too_long():
+    from ansible.errors import AnsibleFilterError
+
+    from ansible_collections.hoptrace.k8s.plugins.filter.capture_args import FilterModule
+    capture_args_filter = FilterModule().filters()["capture_args"]
+    plan = {"captures": [{"node": LONG, "interface": "eth0", "filter": ""}]}
+    assert capture_args_filter(plan, LONG, RUN) == [{"id": RUN + "-ip-10-240-_6a31da29f1-eth0", "interface": "eth0", "filter": ""}]
+    with pytest.raises(AnsibleFilterError) as err:
+        capture_args_filter(plan, LONG, "p" * 40)
+    assert "use a prefix of at most 35 characters" in str(err.value)
