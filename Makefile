@@ -47,9 +47,12 @@ lab-status: deps
 
 # ansible-lint runs offline (.ansible-lint) and finds hoptrace.k8s through .collections/;
 # the venv's bin/ on PATH is where it looks for ansible-playbook and friends.
+# One finding is printed as a warning instead of failing: galaxy[no-repository] asks for the
+# collection's public repository URL, which the project does not have yet; galaxy.yml leaves the
+# field out rather than invent an address. Remove the --warn-list once `repository:` is set.
 lint: venv
 	$(VENV)/bin/ruff check .
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ansible-lint --profile production
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ansible-lint --profile production --warn-list 'galaxy[no-repository]'
 	$(VENV)/bin/antsibull-changelog lint
 	$(VENV)/bin/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 
