@@ -2,7 +2,8 @@
 
 Per mode (ipip, vxlan, bgp): route_info finds the pod veth and the tunnel next hop; captures on
 every hop of both nodes see the SYN of a probe from 172.17.25.79 to 172.17.25.239:443; port 444
-is refused. Once: a capture nobody stops is gone after its deadline; injection attempts in every
+is refused. Once: a capture nobody stops is gone after its deadline; the next start prunes an old
+leftover (and not a capture kept on purpose, which older_than removes); injection attempts in every
 string argument are refused and nothing runs; an unknown interface gets a clear error.
 """
 import json
@@ -49,10 +50,10 @@ def env():
                 PATH=BIN + os.pathsep + os.environ.get("PATH", ""))
 
 
-def adhoc(host, module, args):
-    """One module on one host over SSH; returns its result dict."""
-    out = subprocess.run([os.path.join(BIN, "ansible"), "-i", INVENTORY, host, "-m", module, "-a", json.dumps(args)],
-                         cwd=ROOT, env=env(), capture_output=True, text=True,
+def adhoc(host, module, args, check=False):
+    """One module on one host over SSH (``check``: in check mode); returns its result dict."""
+    out = subprocess.run([os.path.join(BIN, "ansible"), "-i", INVENTORY, host, "-m", module, "-a", json.dumps(args)]
+                         + (["--check"] if check else []), cwd=ROOT, env=env(), capture_output=True, text=True,
                          timeout=60).stdout
     match = re.search(r"^%s \| (\S+)(?: \| rc=\d+)? => " % re.escape(host), out, re.M)
     assert match, out
@@ -210,6 +211,75 @@ def test_deadline_ends_a_forgotten_capture(lab):
     stopped = adhoc("node-a", "hoptrace.k8s.capture", {"id": cid, "state": "stopped", "directory": DIR})
     assert stopped["ended_by"] == "deadline" and stopped["captured"] == 0 and stopped["changed"] is False
     adhoc("node-a", "hoptrace.k8s.capture", {"id": cid, "state": "absent", "directory": DIR})
+
+
+# Makes the files of captures named PREFIX* in DIRECTORY look SECONDS older on the node: the times their
+# state file records and the files' mtimes (so that a test need not wait the 10 minutes of the prune rule).
+AGE = r"""
+import json, os, sys
+directory, prefix, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+for name in os.listdir(directory):
+    if not name.startswith(prefix):
+        continue
+    path = os.path.join(directory, name)
+    if name.endswith(".state.json"):
+        with open(path) as handle:
+            state = json.load(handle)
+        for key in ("started_at", "deadline_at", "ended_at"):
+            if isinstance(state.get(key), (int, float)):
+                state[key] -= seconds
+        with open(path, "w") as handle:
+            json.dump(state, handle)
+    st = os.stat(path)
+    os.utime(path, (st.st_atime - seconds, st.st_mtime - seconds))
+"""
+
+
+def age_files(node, directory, prefix, seconds):
+    labctl.exec_in_node(node, ["python3", "-c", AGE, directory, prefix, str(seconds)], check=True)
+
+
+def listing(node, directory):
+    return labctl.exec_in_node(node, ["sh", "-c", "ls -A %s 2>/dev/null; true" % directory]).stdout.split()
+
+
+def test_the_next_start_prunes_old_leftovers(lab):
+    """A capture nobody stopped (its controller went away) is pruned by the next start once its deadline is
+    more than 10 minutes past; one stopped with its files kept is not, and older_than removes it. The
+    files are aged by rewriting the times in their state file and their mtimes, not by waiting 10 minutes."""
+    if lab != "ipip":
+        pytest.skip("once is enough")
+    directory = DIR + "-prune"
+    labctl.exec_in_node("node-a", ["rm", "-rf", directory])
+    base = {"interface": "eth0", "filter": "tcp port 9", "deadline": 1, "directory": directory}
+    assert adhoc("node-a", "hoptrace.k8s.capture", dict(base, id="htmod-old-eth0"))["changed"]
+    assert adhoc("node-a", "hoptrace.k8s.capture", dict(base, id="htmod-kept-eth0"))["changed"]
+    time.sleep(2.0)
+    kept = adhoc("node-a", "hoptrace.k8s.capture", {"id": "htmod-kept-eth0", "state": "stopped", "directory": directory})
+    assert kept["ended_by"] == "deadline"
+    old = ["htmod-old-eth0.log", "htmod-old-eth0.pcap", "htmod-old-eth0.state.json"]
+    kept = ["htmod-kept-eth0.log", "htmod-kept-eth0.pcap", "htmod-kept-eth0.state.json"]
+    assert sorted(listing("node-a", directory)) == sorted(old + kept)
+    age_files("node-a", directory, "htmod-", 700)
+    new = dict(base, id="htmod-new-eth0", deadline=30)
+    # check mode says what it would prune and removes nothing
+    dry = adhoc("node-a", "hoptrace.k8s.capture", new, check=True)
+    assert dry["pruned"] == old and dry["changed"] is True and dry["pid"] is None
+    assert sorted(listing("node-a", directory)) == sorted(old + kept)
+    started = adhoc("node-a", "hoptrace.k8s.capture", new)
+    assert started["pruned"] == old and started["pid"]
+    assert sorted(listing("node-a", directory)) == sorted(kept + ["htmod-new-eth0.log", "htmod-new-eth0.pcap",
+                                                                  "htmod-new-eth0.state.json"])
+    # the runbook clean-up: every capture file older than 600 s, not the running capture
+    dry = adhoc("node-a", "hoptrace.k8s.capture", {"state": "absent", "older_than": 600, "directory": directory}, check=True)
+    assert dry["removed"] == ["%s/%s" % (directory, n) for n in kept] and len(listing("node-a", directory)) == 6
+    cleaned = adhoc("node-a", "hoptrace.k8s.capture", {"state": "absent", "older_than": 600, "directory": directory})
+    assert cleaned["removed"] == ["%s/%s" % (directory, n) for n in kept] and cleaned["changed"] is True
+    running = adhoc("node-a", "hoptrace.k8s.capture", {"state": "absent", "older_than": 0, "directory": directory})
+    assert running["removed"] == [] and running["changed"] is False       # its tcpdump is still running
+    assert _tcpdumps("%s/htmod-new-eth0.pcap" % directory)
+    adhoc("node-a", "hoptrace.k8s.capture", {"id": "htmod-new-eth0", "state": "absent", "directory": directory})
+    assert listing("node-a", directory) == [] and _tcpdumps("%s/htmod-new-eth0.pcap" % directory) == []
 
 
 BAD = ["eth0; touch /tmp/htmod-pwned", "$(touch /tmp/htmod-pwned)", "-w /tmp/htmod-pwned.pcap", "eth0\ntouch /tmp/htmod-pwned"]
