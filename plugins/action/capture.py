@@ -50,10 +50,13 @@ class ActionModule(ActionBase):
         folder = os.path.expanduser(dest)
         entries = result.get("captures") if "captures" in result else [result]
         leftovers = []
+        written = set()  # a second capture on one device (two route selections that met) keeps its id
         for entry in entries:
+            name = entry.get("interface") or entry.get("id")
+            name = entry.get("id") if name in written else name
+            written.add(name)
             if entry.get("failed") or not entry.get("size"):
                 continue
-            name = entry.get("interface") or entry.get("id")
             try:
                 content = entry.pop("content", None)
                 if content is None:

@@ -53,6 +53,16 @@ options:
         address when the other pod's block is routed to it; its hops are planned with no interface
         and reported unknown instead of failing the plan.
     type: dict
+  deferred:
+    description:
+      - Names of nodes deliberately not read (the role reads only the entry node when that node
+        holds one of the pods).
+      - The one holding the other pod gets captures with a C(select) (C(route_to), plus C(local)
+        for the pod's veth) instead of an interface. M(hoptrace.k8s.capture) resolves it on the
+        node when the capture starts, and P(hoptrace.k8s.trace_plan_armed#filter) puts the
+        devices into the plan.
+    type: list
+    elements: str
 notes:
   - The plan shape is documented in the collection's C(docs/internals.md).
 """
@@ -77,12 +87,12 @@ _value:
       C(encap) and C(response_encap) (ipip, vxlan, wireguard, none or local), C(hops) (request then
       response, each with index, direction, node, node_ip, interface, role, encap, capture),
       C(captures) (key, node, interface, role, encap, filter, peer, vxlan_port, underlay_port,
-      link_type) and C(warnings).
+      link_type; with C(select) instead of an interface on a deferred node) and C(warnings).
   type: dict
 """
 
 
-def trace_plan(nodes, src=None, dst=None, proto=None, port=None, flow=None, node_ips=None):
+def trace_plan(nodes, src=None, dst=None, proto=None, port=None, flow=None, node_ips=None, deferred=None):
     """Jinja2 entry point; errors become AnsibleFilterError."""
     if flow is not None:
         if not isinstance(flow, dict):
@@ -94,7 +104,7 @@ def trace_plan(nodes, src=None, dst=None, proto=None, port=None, flow=None, node
     if not src or not dst:
         raise AnsibleFilterError("trace_plan: give src and dst (pod IPs), e.g. trace_plan(src='172.17.25.79', dst='172.17.25.239', port=443)")
     try:
-        return build_plan(nodes, src, dst, proto or "tcp", port, node_ips=node_ips)
+        return build_plan(nodes, src, dst, proto or "tcp", port, node_ips=node_ips, deferred=deferred or ())
     except ValueError as exc:
         raise AnsibleFilterError("trace_plan: %s" % exc) from None
     except AnsibleError as exc:

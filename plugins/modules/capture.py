@@ -60,8 +60,16 @@ options:
         type: str
         required: true
       interface:
-        description: As O(interface); required with O(state=started).
+        description: As O(interface); with O(state=started) this or O(captures[].select) is required.
         type: str
+      select:
+        description:
+          - Instead of O(captures[].interface) with O(state=started), the device of this node's own
+            route to an address, C({route_to: 172.17.25.79}) (C(ip route get), so policy rules count);
+            C(local: true) also requires a direct route (a pod's veth) and refuses one via a gateway.
+          - The trace role uses it on the path node it did not read before planning; the resolved
+            device is the C(interface) of its entry in RV(captures).
+        type: dict
       filter:
         description: As O(filter).
         type: str
@@ -377,6 +385,7 @@ import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.hoptrace.k8s.plugins.module_utils import _select as sel
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _tcpdump as td
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _validate as v
 
@@ -400,6 +409,7 @@ def argspec():
         captures=dict(type='list', elements='dict', options=dict(
             id=dict(type='str', required=True),
             interface=dict(type='str'),
+            select=dict(type='dict'),
             filter=dict(type='str', default=''),
         )),
         state=dict(type='str', default='started', choices=['started', 'stopped', 'absent']),
@@ -820,6 +830,8 @@ def execute_module(module):
     for entry in module.params['captures']:
         entry_params = dict(module.params, **dict((k, entry.get(k)) for k in PER_CAPTURE))
         try:
+            if module.params['state'] == 'started' and entry.get('select') and not entry.get('interface'):
+                entry_params['interface'] = sel.resolve(module, entry['select'], node)
             ps.append(validated(entry_params, node))
         except ValueError as exc:
             ps.append(CaptureFailed(str(exc)))

@@ -17,6 +17,8 @@ import hashlib
 import os
 import re
 
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.deferred import capture_name
+
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 ID_MAX = 64          # the capture module's bound on an id (module_utils/_validate.py ID_RE)
 IFNAME_MAX = 15      # IFNAMSIZ - 1: the longest interface name Linux allows
@@ -57,10 +59,25 @@ def capture_id(prefix, host, interface):
     return "%s-%s-%s" % (_safe(prefix), host_part(prefix, host, interface), _safe(interface))
 
 
+def plan_capture_id(prefix, capture):
+    """The id of one of the plan's captures (stable when a selected device is filled in)."""
+    return capture_id(prefix, capture["node"], capture_name(capture))
+
+
 def capture_args(plan, node, prefix):
-    """``[{id, interface, filter}]`` of the plan's captures on ``node`` that have an interface."""
-    return [{"id": capture_id(prefix, node, c["interface"]), "interface": c["interface"], "filter": c.get("filter") or ""}
-            for c in plan.get("captures") or [] if c.get("node") == node and c.get("interface")]
+    """``[{id, interface, filter}]`` of the plan's captures on ``node`` that have an interface,
+    or ``{id, select, filter}`` for a device the node resolves itself (plugin_utils/deferred.py)."""
+    out = []
+    for c in plan.get("captures") or []:
+        if c.get("node") != node or not (c.get("interface") or c.get("select")):
+            continue
+        arg = {"id": plan_capture_id(prefix, c), "filter": c.get("filter") or ""}
+        if c.get("interface"):
+            arg["interface"] = c["interface"]
+        else:
+            arg["select"] = c["select"]
+        out.append(arg)
+    return out
 
 
 def _entry(register, cid):
@@ -100,10 +117,11 @@ def capture_list(plan, node_results, run_dir, prefix):
     ``run_dir/<node>/``. Keys whose value is unknown (no file, no counts, no error) are left out.
     """
     out = []
+    written = set()  # (node, interface): a second capture on one device is written under its id
     for cap in plan.get("captures") or []:
         node, iface, key = cap.get("node"), cap.get("interface"), cap.get("key")
         res = node_results.get(node) or {}
-        cid = capture_id(prefix, node, iface) if iface else None
+        cid = plan_capture_id(prefix, cap) if iface or cap.get("select") else None
         entry = {"key": key, "node": node, "interface": iface, "file": None,
                  "captured": None, "received": None, "dropped": None, "status": "ok", "error": None}
         problem = None
@@ -117,7 +135,10 @@ def capture_list(plan, node_results, run_dir, prefix):
         stopped = _entry(res.get("stopped"), cid) or {}
         for count in ("captured", "received", "dropped"):
             entry[count] = stopped.get(count)
-        path = os.path.join(run_dir, str(node), "%s.pcap" % iface) if iface else None
+        path = None
+        if iface:
+            path = os.path.join(run_dir, str(node), "%s.pcap" % (cid if (node, iface) in written else iface))
+            written.add((node, iface))
         if path and os.path.isfile(path):
             entry["file"] = path
         elif not problem:

@@ -264,7 +264,9 @@ def _host_for(what, place, entry_name, addresses, resolve):
 def trace_path(entry_name, entry, flow, addresses, resolve=None, entry_address=None):
     """The hosting nodes of ``flow``'s pods from the entry node's route_info result.
 
-    :returns: ``{"entry", "src": place, "dst": place, "hosts": [...], "node_ips": {host: ip}}``
+    :returns: ``{"entry", "src": place, "dst": place, "hosts": [...], "node_ips": {host: ip},
+        "read": [hosts to read before planning], "deferred": [hosts that resolve their devices
+        when their captures start]}``
         where each place is :func:`locate`'s dict plus ``host`` and ``found_by`` (a sentence);
         ``dst.host`` is None for a destination outside the cluster.
     :raises PathError: src is not a pod the routes know; a node IP maps to no or several hosts.
@@ -294,13 +296,20 @@ def trace_path(entry_name, entry, flow, addresses, resolve=None, entry_address=N
             if ip is None and host == entry_name:
                 ip = entry_address or next(iter(entry.get("node_ips") or []), None)
             result["node_ips"][host] = ip
+    # when the entry node holds a pod, its routes plan the whole trace: the other path node is
+    # not read before its captures start (it resolves its own devices, plugin_utils/deferred.py);
+    # an entry off the path tells where the pods are but not their veths, so both are read
+    on_path = entry_name in result["hosts"]
+    result["read"] = [] if on_path else list(result["hosts"])
+    result["deferred"] = [h for h in result["hosts"] if h != entry_name] if on_path else []
     return result
 
 
 def summary(path, group=None):
     """What the report keeps of the path: the entry, the group (its host count, not its hosts), the
-    path hosts and one sentence per pod."""
-    out = {"entry": path["entry"], "hosts": list(path["hosts"]), "lines": describe(path)}
+    path hosts, those not read before planning (``deferred``) and one sentence per pod."""
+    out = {"entry": path["entry"], "hosts": list(path["hosts"]), "deferred": list(path.get("deferred") or []),
+           "lines": describe(path)}
     if group:
         out["group"] = {"name": group.get("name"), "how": group.get("how"), "hosts": len(group.get("hosts") or [])}
     return out

@@ -366,7 +366,9 @@ class _Builder:
         self.order = []
 
     def hop(self, direction, node, role, interface, encap="none", peer=None, port=None, capture_role=None,
-            node_ip=None, snat_ips=None):
+            node_ip=None, snat_ips=None, select=None):
+        """One hop; ``select`` (with ``interface`` None) names a device the node itself resolves
+        when its captures start: ``{"route_to": IP}``, plus ``"local": True`` for a pod's veth."""
         if interface is not None:
             try:
                 validate_ifname(interface, "%s interface on %s" % (role, node))
@@ -375,7 +377,8 @@ class _Builder:
         if node_ip is None and node in self.nodes:
             ips = _node_ips(self.nodes[node], ip_address(peer).version if peer else None) or _node_ips(self.nodes[node])
             node_ip = ips[0] if ips else None
-        key = "%s/%s" % (node, interface or "?")
+        label = interface or ("?" + select["route_to"] if select else "?")
+        key = "%s/%s" % (node, label)
         index = 1 + sum(1 for h in self.hops if h["direction"] == direction)
         self.hops.append({
             "index": index, "direction": direction, "node": node, "node_ip": node_ip,
@@ -383,19 +386,23 @@ class _Builder:
         })
         spec = {
             "role": capture_role or _CAPTURE_ROLE[role], "encap": encap, "peer": peer,
-            "underlay_port": port, "snat_ips": snat_ips,
+            "underlay_port": port, "snat_ips": snat_ips, "select": select,
         }
-        if (node, interface) not in self.uses:
-            self.uses[(node, interface)] = []
-            self.order.append((node, interface))
-        if spec not in self.uses[(node, interface)]:
-            self.uses[(node, interface)].append(spec)
+        if (node, label) not in self.uses:
+            self.uses[(node, label)] = []
+            self.order.append((node, label))
+        if spec not in self.uses[(node, label)]:
+            self.uses[(node, label)].append(spec)
 
     def captures(self):
         out = []
-        for node, interface in self.order:
-            specs = self.uses[(node, interface)]
+        for node, label in self.order:
+            specs = self.uses[(node, label)]
             first = specs[0]
+            interface = None if label.startswith("?") else label
+            if interface is None and first["select"]:
+                out.append(self._deferred_capture(node, label, specs))
+                continue
             if interface is None:
                 # a node that could not be read: one placeholder capture, reported unknown
                 out.append({"key": "%s/?" % node, "node": node, "interface": None, "role": first["role"],
@@ -418,6 +425,22 @@ class _Builder:
             })
         return out
 
+    def _deferred_capture(self, node, label, specs):
+        """A capture on a device the node resolves itself (``select``); ``interface`` and
+        ``link_type`` are filled in from its start result (plugin_utils/deferred.py)."""
+        first = specs[0]
+        try:
+            expr = any_of([capture_filter(spec, self.flow) for spec in specs])
+        except ValidationError as exc:
+            raise PlanError("capture %s/%s: %s" % (node, label, exc)) from None
+        encaps = sorted({s["encap"] for s in specs})
+        return {
+            "key": "%s/%s" % (node, label), "node": node, "interface": None, "select": dict(first["select"]),
+            "role": first["role"], "encap": encaps[0] if len(encaps) == 1 else "mixed", "filter": expr,
+            "peer": first["peer"], "vxlan_port": first["underlay_port"] if first["encap"] == "vxlan" else None,
+            "underlay_port": first["underlay_port"], "link_type": None,
+        }
+
 
 def _direction(builder, direction, leg, a_name, b_name, a_veth, b_veth):
     """Hops of one direction from the pod on ``a`` (veth ``a_veth``) to the pod on ``b``."""
@@ -434,7 +457,7 @@ def _direction(builder, direction, leg, a_name, b_name, a_veth, b_veth):
     builder.hop(direction, b_name, b_role, b_veth, node_ip=leg["b_ip"])
 
 
-def build_plan(nodes, src, dst, proto="tcp", port=None, node_ips=None):
+def build_plan(nodes, src, dst, proto="tcp", port=None, node_ips=None, deferred=()):
     """Plan the trace of one flow.
 
     :arg nodes: ``{inventory_hostname: route_info result}`` for every node that may hold the pods.
@@ -445,6 +468,10 @@ def build_plan(nodes, src, dst, proto="tcp", port=None, node_ips=None):
     :arg node_ips: ``{inventory_hostname: address}`` (the inventory's ``ansible_host``), used to
         recognise a node whose route_info result is an unreachable or failed task: when the other
         pod's block is routed to it, its hops are planned with ``interface: None`` (unknown).
+    :arg deferred: names of nodes not read on purpose (path-only discovery reads the entry node
+        only): the one holding the other pod gets captures with a ``select`` instead of an
+        interface (the device of its route to an address), which the node resolves when its
+        captures start; plugin_utils/deferred.py fills in the interfaces from that result.
     :returns: the plan dict of docs/internals.md.
     :raises PlanError: (``NoNodeError`` when src, or a dst inside a pod block, is on no node).
     """
@@ -454,12 +481,20 @@ def build_plan(nodes, src, dst, proto="tcp", port=None, node_ips=None):
         raise PlanError(str(exc)) from None
     nodes, unread = _check_nodes(nodes)
     warnings = ["%s could not be read (%s)" % item for item in sorted(unread.items())]
+    later = [str(name) for name in deferred or () if str(name) not in nodes and str(name) not in unread]
     src_holders = _find_workload(nodes, flow["src"])
     dst_holders = _find_workload(nodes, flow["dst"])
-    if unread and bool(src_holders) != bool(dst_holders):
-        half = _unread_half(nodes, unread, node_ips or {}, flow, src_holders, dst_holders, warnings)
+    if (unread or later) and bool(src_holders) != bool(dst_holders):
+        half = _unread_half(nodes, dict(unread, **{name: None for name in later}), node_ips or {}, flow,
+                            src_holders, dst_holders, warnings)
         if half is not None:
             return half
+        if later:
+            raise PlanError(
+                "the %s pod %s is not routed to %s from %s's routes; read %s too (give no deferred nodes)"
+                % ("dst" if src_holders else "src", flow["dst"] if src_holders else flow["src"],
+                   " or ".join(later), " and ".join(sorted(nodes)), " and ".join(later))
+            )
     if not src_holders:
         raise NoNodeError(
             "src %s is not a pod on any of the %d nodes searched: %s. Give the IP of a running pod "
@@ -530,7 +565,9 @@ def _unread_half(nodes, unread, node_ips, flow, src_holders, dst_holders, warnin
     """One pod on a readable node, the other routed to a node that could not be read.
 
     The readable node's own route for the other pod gives its hops; the unread node's hops get
-    ``interface: None``. Returns None when the other pod is not routed to an unread node.
+    ``interface: None``, or, when it was not read on purpose (``unread[name]`` is None), a
+    ``select`` each that the node resolves itself. Returns None when the other pod is not routed
+    to an unread node.
     """
     known_is_src = bool(src_holders)
     known, veth = (src_holders or dst_holders)[0]
@@ -550,8 +587,10 @@ def _unread_half(nodes, unread, node_ips, flow, src_holders, dst_holders, warnin
     if len(candidates) != 1:
         return None
     other = candidates[0]
-    warnings.append("%s holds the %s pod %s but could not be read: its hops are unknown"
-                    % (other, "dst" if known_is_src else "src", other_ip))
+    later = unread[other] is None
+    if not later:
+        warnings.append("%s holds the %s pod %s but could not be read: its hops are unknown"
+                        % (other, "dst" if known_is_src else "src", other_ip))
     peer = node_ips.get(other) or gateway
     tunnel = dev if encap != "none" else None
     port = None
@@ -569,16 +608,30 @@ def _unread_half(nodes, unread, node_ips, flow, src_holders, dst_holders, warnin
     builder = _Builder(nodes, flow)
     known_role, other_role = ("src-veth", "dst-veth") if known_is_src else ("dst-veth", "src-veth")
     out_dir, in_dir = ("request", "response") if known_is_src else ("response", "request")
+    known_pod = flow["src"] if known_is_src else flow["dst"]
+    # the other node's devices, as it resolves them: towards the known node (underlay), towards
+    # the known pod (its tunnel device; none without encapsulation), and its own pod's veth
+    other_hop = {
+        "underlay-in": dict(encap=encap, peer=known_ip, port=port, select={"route_to": known_ip}),
+        "tunnel-in": dict(select={"route_to": known_pod}),
+        other_role: dict(select={"route_to": other_ip, "local": True}),
+    }
+    other_hop["underlay-out"], other_hop["tunnel-out"] = other_hop["underlay-in"], other_hop["tunnel-in"]
+
+    def unknown_or_selected(direction, role):
+        extra = other_hop[role] if later else {}
+        builder.hop(direction, other, role, None, node_ip=peer, **extra)
+
     # the readable node sends (request when it holds src) ...
     builder.hop(out_dir, known, known_role, veth, node_ip=known_ip)
     if tunnel:
         builder.hop(out_dir, known, "tunnel-out", tunnel, node_ip=known_ip)
     builder.hop(out_dir, known, "underlay-out", underlay, encap, peer, port, node_ip=known_ip)
     for role in ("underlay-in",) + (("tunnel-in",) if tunnel else ()) + (other_role,):
-        builder.hop(out_dir, other, role, None, node_ip=peer)
+        unknown_or_selected(out_dir, role)
     # ... and receives the other direction
     for role in (other_role,) + (("tunnel-out",) if tunnel else ()) + ("underlay-out",):
-        builder.hop(in_dir, other, role, None, node_ip=peer)
+        unknown_or_selected(in_dir, role)
     builder.hop(in_dir, known, "underlay-in", underlay, encap, peer, port, node_ip=known_ip)
     if tunnel:
         builder.hop(in_dir, known, "tunnel-in", tunnel, node_ip=known_ip)

@@ -42,6 +42,10 @@ def test_500_host_inventory_contacts_only_the_path(lab_factory, tmp_path):
     assert contacts == 0, "off-path hosts were contacted %d times" % contacts
     assert report["path"]["group"] == {"name": "nodes", "hosts": 500, "how": "the default group"}
     assert report["path"]["entry"] == "node-a" and report["path"]["hosts"] == ["node-a", "node-b"]
+    # node-a holds src: node-b was not read before arming, its captures resolved their own devices
+    assert report["path"]["deferred"] == ["node-b"]
+    assert [(h["node"], h["interface"]) for h in report["hops"] if h["direction"] == "request"][3:] == [
+        ("node-b", "eth0"), ("node-b", "tunl0"), ("node-b", "calic25e805a467")]
     assert "path: read node-a of nodes (the default group, 500 hosts)" in out
     # the play's recap names no off-path host: Ansible never even skipped a task on one
     assert "off-0" not in out.split("PLAY RECAP")[-1]
@@ -63,7 +67,8 @@ def test_unreachable_entry_candidates_are_passed_over(lab_factory, tmp_path):
         rc, out, report = _trace_with(inventory, tmp_path / "out2", *flow(), "-e", "via=node-b")
         assert counter.count == 0
     assert rc == 0, out[-3000:]
-    assert report["path"]["entry"] == "node-b"
+    assert report["path"]["entry"] == "node-b" and report["path"]["deferred"] == ["node-a"]
+    assert [row[4] for row in hop_rows(report)] == ["seen"] * 12
     assert report["path"]["lines"][1] == "dst 172.17.25.239: on node-b (the entry node's route 172.17.25.239 dev calic25e805a467)"
 
 
@@ -176,7 +181,8 @@ def test_node_that_stops_answering_after_arming(lab_factory, tmp_path):
 
 
 def test_node_that_does_not_answer_in_discover(lab_factory, tmp_path):
-    """node-b is frozen before the trace: reading it times out (or its connection does), nothing is armed there."""
+    """node-b is frozen before the trace: its first contact (arming: node-a's routes planned it) times
+    out, nothing is armed there."""
     lab_factory("ipip", 2)
     labctl.fault_add("freeze", "node-b")
     try:

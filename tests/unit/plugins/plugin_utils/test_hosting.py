@@ -43,6 +43,8 @@ def test_seed_source_is_local_and_destination_is_the_tunnel_next_hop():
     assert (path["src"]["how"], path["src"]["host"]) == ("local", "worker-a")
     assert (path["dst"]["how"], path["dst"]["node_ip"], path["dst"]["host"]) == ("via", "10.240.0.9", "worker-b")
     assert path["node_ips"] == {"worker-a": "10.240.128.12", "worker-b": "10.240.0.9"}
+    # the entry holds src: its routes plan the trace, worker-b resolves its devices when arming
+    assert (path["read"], path["deferred"]) == ([], ["worker-b"])
     assert describe(path) == [
         "src 172.17.25.79: on worker-a (the entry node's route 172.17.25.79 dev cali41f14107a8d)",
         "dst 172.17.25.239: on worker-b (worker-a's route 172.17.25.192/26 via 10.240.0.9 dev tunl0 proto bird; "
@@ -64,6 +66,8 @@ blackhole 172.17.25.128/26 proto bird
     assert path["src"]["found_by"] == ("worker-c's route 172.17.25.64/26 via 10.240.128.12 dev ens5 proto bird; "
                                        "10.240.128.12 is ansible_host of worker-a")
     assert "worker-c" not in path["node_ips"]
+    # an entry off the path knows where the pods are, not their veths: both are read
+    assert (path["read"], path["deferred"]) == (["worker-a", "worker-b"], [])
 
 
 def test_vxlan_next_hop_maps_to_the_underlay_through_neighbour_and_fdb():
