@@ -65,8 +65,9 @@ options:
       select:
         description:
           - Instead of O(captures[].interface) with O(state=started), the device of this node's own
-            route to an address, C({route_to: 172.17.25.79}) (C(ip route get), so policy rules count);
-            C(local: true) also requires a direct route (a pod's veth) and refuses one via a gateway.
+            route to an address, as a dict with key C(route_to) (an IP address; the kernel's decision,
+            C(ip route get), so policy rules count) and optional key C(local) (true requires a direct
+            route, as to a pod's veth, and refuses one via a gateway).
           - The trace role uses it on the path node it did not read before planning; the resolved
             device is the C(interface) of its entry in RV(captures).
         type: dict
