@@ -37,6 +37,12 @@ AF_INET6_VALUES = (10, 24, 28, 30)
 TCP_FLAGS = ((0x01, "FIN"), (0x02, "SYN"), (0x04, "RST"), (0x08, "PSH"), (0x10, "ACK"), (0x20, "URG"), (0x40, "ECE"), (0x80, "CWR"))
 
 Decoded = namedtuple("Decoded", "key inner_offset fast encap")
+# An ICMP/ICMPv6 error and the packet it quotes: sender/target are the error's own (outer) source
+# and destination, q* the quoted packet's addresses, protocol and ports (ports 0 when not quoted)
+IcmpError = namedtuple("IcmpError", "type code mtu sender target qsrc qdst qproto qsport qdport")
+# error types: ICMP destination unreachable, source quench, time exceeded, parameter problem;
+# ICMPv6 destination unreachable, packet too big, time exceeded, parameter problem
+ICMP_ERRORS = {1: (3, 4, 11, 12), 58: (1, 2, 3, 4)}
 Packet = namedtuple("Packet", "src dst proto sport dport ip_id seq ack flags payload_len encap")
 
 _U16 = struct.Struct("!H").unpack_from
@@ -181,6 +187,55 @@ def _terminal(buf, off, end, l3, version, ihl, proto, frag, l4, len_a, len_b, sr
         itype, code, ident, iseq = _ICMP(buf, l4)
         return Decoded((b0, len_a, len_b, proto, src, dst, (itype << 8) | code, ident, iseq, 0, 0), l3 - off, False, encap)
     return Decoded((b0, len_a, len_b, proto, src, dst, 0, 0, frag, 0, 0), l3 - off, False, encap)
+
+
+def icmp_error(buf, off, caplen, decoded):
+    """The ICMP/ICMPv6 error a decoded packet carries, with the packet it quotes, or None.
+
+    ``decoded`` is ``decode_at(buf, off, caplen, ...)``; None when it is not an ICMP error or
+    the quoted IP header (and, for TCP/UDP, its ports) is cut by the snaplen. The MTU is the one
+    of fragmentation needed (ICMP 3/4) and packet too big (ICMPv6 2), else 0.
+    """
+    key = decoded.key
+    proto = key[KEY_PROTO]
+    itype = key[KEY_SPORT] >> 8
+    if itype not in ICMP_ERRORS.get(proto, ()):
+        return None
+    end = off + caplen
+    l3 = off + decoded.inner_offset
+    if proto == 1:
+        l4 = l3 + (buf[l3] & 0x0F) * 4
+    else:
+        l4, nxt = l3 + 40, buf[l3 + 6]
+        while nxt in (0, 43, 60) and l4 + 8 <= end:
+            nxt, l4 = buf[l4], l4 + (buf[l4 + 1] + 1) * 8
+    code = key[KEY_SPORT] & 0xFF
+    mtu = 0
+    if proto == 1 and itype == 3 and code == 4:
+        mtu = key[KEY_SEQ]
+    elif proto == 58 and itype == 2:
+        mtu = (key[KEY_DPORT] << 16) | key[KEY_SEQ]
+    q = l4 + 8
+    if q >= end:
+        return None
+    version = buf[q] >> 4
+    if version == 4 and q + 20 <= end:
+        qproto = buf[q + 9]
+        qsrc, qdst = struct.unpack_from("!II", buf, q + 12)
+        ql4 = q + (buf[q] & 0x0F) * 4
+    elif version == 6 and q + 40 <= end:
+        qproto, ql4 = buf[q + 6], q + 40
+        qsrc, qdst = buf[q + 8:q + 24], buf[q + 24:q + 40]
+        while qproto in (0, 43, 60) and ql4 + 8 <= end:
+            qproto, ql4 = buf[ql4], ql4 + (buf[ql4 + 1] + 1) * 8
+    else:
+        return None
+    qsport = qdport = 0
+    if qproto in (6, 17):
+        if ql4 + 4 > end:
+            return None
+        qsport, qdport = struct.unpack_from("!HH", buf, ql4)
+    return IcmpError(itype, code, mtu, key[KEY_SRC], key[KEY_DST], qsrc, qdst, qproto, qsport, qdport)
 
 
 def payload_len(key):
