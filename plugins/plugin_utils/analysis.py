@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils import cause as why_
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import decode as dec
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.pcapio import Capture, CaptureError
 
@@ -26,6 +27,8 @@ SCHEMA_VERSION = 1
 SAMPLE = 512                       # packets per capture and direction kept with timestamps
 DIRECTIONS = ("request", "response")
 CTRL_BIT = 1 << 30                 # in a packet's capture bitmask: the packet has no payload
+CTL_MAX = 256                      # RSTs and ICMP errors kept per capture (and direction)
+RST_BITS = [i for i in range(64) if i & 4]     # flag words (low 6 bits) with RST set
 PROTOS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
 
 ROLE_REASON = {
@@ -50,7 +53,7 @@ def _median(values):
 class _CaptureState(object):
     __slots__ = ("key", "node", "interface", "input", "status", "error", "count", "first", "last", "flags",
                  "dup", "other", "undecodable", "bytes", "sample", "records", "cut", "truncated_tail",
-                 "format", "linktypes", "retrans", "tsmult")
+                 "format", "linktypes", "retrans", "tsmult", "resets", "icmp")
 
     def __init__(self, key, node, interface, given):
         self.key, self.node, self.interface, self.input = key, node, interface, given or {}
@@ -62,6 +65,8 @@ class _CaptureState(object):
         self.other = self.undecodable = self.records = self.cut = 0
         self.bytes = [0, 0]             # per direction: payload bytes (GSO/GRO keep the sum)
         self.sample = [[], []]          # per direction: [(hash, ts_ns)] of the first SAMPLE packets
+        self.resets = [[], []]          # per direction: [(hash, ts_ns, key)] of the first CTL_MAX RSTs
+        self.icmp = []                  # [(hash, ts_ns, IcmpError, direction it is about)], first CTL_MAX
         self.tsmult = 1000
         self.truncated_tail = False
         self.format = None
@@ -119,6 +124,8 @@ class Analysis(object):
                 continue
             try:
                 self.scan(ci, path)
+                if self.proto == 6 and any(cs.flags[d][i] for d in (0, 1) for i in RST_BITS):
+                    self.scan_resets(ci, path)
             except (CaptureError, OSError) as exc:
                 cs.status, cs.error = "failed", str(exc)
 
@@ -143,6 +150,7 @@ class Analysis(object):
         get0, get1 = seen0.get, seen1.get
         first = cs.first
         samp0, samp1 = cs.sample[0].append, cs.sample[1].append
+        icmp_error = self._icmp_error
         flags0, flags1 = cs.flags
         rs0 = set() if self.first_cap[0] == ci else None
         rs1 = set() if self.first_cap[1] == ci else None
@@ -187,7 +195,13 @@ class Analysis(object):
                         continue
                     t = d.key
                     if t[3] != proto or not ((t[4] == A and t[5] == B) or (t[4] == B and t[5] == A)):
+                        # an ICMP error about this flow comes from anyone (a router, a node) and is not
+                        # one of its packets; only other traffic pays for the check
+                        if (t[3] == 1 or t[3] == 58) and icmp_error(cs, buf, off, incl, d, sec * 1000000000 + frac * mult):
+                            continue
                         other += 1
+                        continue
+                    if (proto == 1 or proto == 58) and icmp_error(cs, buf, off, incl, d, sec * 1000000000 + frac * mult):
                         continue
                     if d.fast:
                         lay, b0 = d.inner_offset, t[0]
@@ -254,6 +268,47 @@ class Analysis(object):
         cs.other, cs.undecodable = other, undecodable
         cs.records, cs.cut, cs.truncated_tail = cap.packets, cap.cut, cap.truncated_tail
         cs.linktypes = sorted({i["linktype"] for i in cap.interfaces})
+
+    def scan_resets(self, ci, path):
+        """Read a capture again for its RSTs (hash, time, key): only captures whose flag counts have one.
+
+        The hot loop of ``scan`` keeps no per-packet RST check; a trace with a RST is a probe's few
+        packets, or a passive capture that pays one more read of the files that hold one.
+        """
+        cs = self.caps[ci]
+        A, B, port, vports = self.src, self.dst, self.port, self.vxlan_ports
+        decode_at = dec.decode_at
+        for ts, incl, _orig, buf, off, linktype in Capture(path).records():
+            d = decode_at(buf, off, incl, linktype, vports)
+            if d is None:
+                continue
+            t = d.key
+            if t[3] != 6 or not t[10] & 4:
+                continue
+            if t[4] == A and t[5] == B and (port is None or t[7] == port):
+                out = cs.resets[0]
+            elif t[4] == B and t[5] == A and (port is None or t[6] == port):
+                out = cs.resets[1]
+            else:
+                continue
+            if len(out) < CTL_MAX:
+                out.append((hash(t), ts, t))
+
+    def _icmp_error(self, cs, buf, off, incl, d, ts):
+        """Keep an ICMP error quoting a packet of this flow; True when it is one (slow path only)."""
+        err = dec.icmp_error(buf, off, incl, d)
+        if err is None or err.qproto != self.proto:
+            return False
+        A, B, port = self.src, self.dst, self.port
+        if err.qsrc == A and err.qdst == B and (port is None or err.qdport == port):
+            about = 0
+        elif err.qsrc == B and err.qdst == A and (port is None or err.qsport == port):
+            about = 1
+        else:
+            return False
+        if len(cs.icmp) < CTL_MAX:
+            cs.icmp.append((hash(d.key), ts, err, about))
+        return True
 
     # ------------------------------------------------------------------ results
     def distinct(self, d):
@@ -444,8 +499,12 @@ def _down_nodes(rows, caps, plan):
     return down
 
 
-def verdict(rows, caps, plan):
-    """Plain-words verdict; returns (text, healthy, notes)."""
+def verdict(rows, caps, plan, refusal=None):
+    """Plain-words verdict; returns (text, healthy, notes).
+
+    ``refusal``: the cause item (``cause.refusal()``) whose words come first - a refused port, a
+    RST sent on the path, an ICMP unreachable; the flow is then not healthy.
+    """
     encap = plan.get("encap")
     notes = []
     dirs = {}
@@ -505,6 +564,15 @@ def verdict(rows, caps, plan):
     else:
         healthy = True
         parts.append("every hop saw the request and the response")
+    if refusal is not None:
+        healthy = False
+        reply = "the reset" if refusal["kind"] == "reset" else "the ICMP error"
+        rest = []
+        for part in parts:
+            if part.startswith("the destination pod never answered: "):
+                continue                # it did: with the ICMP error
+            rest.append(part.replace("saw the request and the response", "saw the request and %s" % reply))
+        parts = [refusal["refusal"]] + rest
     for r in rows:
         if r["status"] == "missed":
             notes.append("%s %s saw nothing although later hops did: check that capture (interface, filter)" % (r["direction"], _hop_name(r)))
@@ -540,7 +608,8 @@ def analyze(plan, captures, vxlan_ports=None):
     an.scan_all()
     rows = an.classify(an.hop_rows())
     offset = an.timing(rows)
-    text, healthy, notes = verdict(rows, an.caps, an.plan)
+    causes = why_.explain(an, rows)
+    text, healthy, notes = verdict(rows, an.caps, an.plan, why_.refusal(causes))
     directions = {}
     for d, name in enumerate(DIRECTIONS):
         path = [r for r in rows if r["direction"] == name]
@@ -553,7 +622,12 @@ def analyze(plan, captures, vxlan_ports=None):
             "reached": _hop_name(seen_rows[-1]) if seen_rows else None,
             "stopped_at": _hop_name(stop) if stop else None,
             "retransmissions": an.caps[first_cap].retrans[d] if first_cap is not None else 0,
+            "cause": why_.public(causes[name]),
         }
+    why = why_.why(causes, directions, rows, healthy)
+    if healthy:
+        # nothing to explain, but a reset or an ICMP error was seen: say so
+        notes.extend(c["text"] for c in (causes[n] for n in DIRECTIONS) if c)
     uncertain = any(r["dropped"] for r in rows)
     a_node, b_node = an.plan.get("src_node"), an.plan.get("dst_node")
     clock = {"reference": a_node, "other": b_node if b_node != a_node else None, "offset_ms": offset,
@@ -583,6 +657,7 @@ def analyze(plan, captures, vxlan_ports=None):
         "complete": all(cs.status == "ok" for cs in an.caps),
         "uncertain": uncertain,
         "verdict": text,
+        "why": why,
         "notes": notes,
         "directions": directions,
         "clock": clock,

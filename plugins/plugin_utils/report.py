@@ -110,6 +110,8 @@ def render_table(report, width=80, color=False, run_dir=None):
     vcolor = "green" if report.get("healthy") else "red"
     for i, part in enumerate(textwrap.wrap(verdict, width, subsequent_indent="  ") or [verdict]):
         lines.append(_paint(part, vcolor if i == 0 else None, color) if i == 0 else part)
+    if report.get("why"):
+        lines.extend(textwrap.wrap("why: %s" % report["why"], width, subsequent_indent="  ", break_long_words=False))
     for note in report.get("notes") or []:
         lines.extend(textwrap.wrap("note: %s" % note, width, subsequent_indent="  "))
     if run_dir:
@@ -122,6 +124,16 @@ def render_markdown(report):
     out = ["# %s" % _title(report).replace("hoptrace: ", "hoptrace trace: "), ""]
     out.append("**Verdict:** %s" % report.get("verdict"))
     out.append("")
+    if report.get("why"):
+        out.append("**Why:** %s" % report["why"])
+        out.append("")
+        for name in ("request", "response"):
+            cause = ((report.get("directions") or {}).get(name) or {}).get("cause")
+            if cause and cause.get("text") == report["why"]:
+                out.append("Evidence (%s, %s, confidence %s):" % (name, cause.get("kind"), cause.get("confidence")))
+                out.append("")
+                out.extend("- `%s`" % line for line in cause.get("evidence") or [])
+                out.append("")
     path_lines = _path_lines(report)
     if path_lines:
         out.extend("- %s" % line.strip() for line in path_lines)

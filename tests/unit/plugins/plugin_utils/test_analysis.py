@@ -26,7 +26,8 @@ def test_healthy(tmp_path, encap):
     assert [h["status"] for h in rep["hops"]] == ["seen"] * 12
     assert [h["packets"] for h in rep["hops"]] == [4] * 6 + [3] * 6
     assert rep["directions"]["request"] == {"packets": 4, "status": "ok", "reached": "node-b calic25e805a467",
-                                            "stopped_at": None, "retransmissions": 0}
+                                            "stopped_at": None, "retransmissions": 0, "cause": None}
+    assert rep["why"] is None
     assert _hop(rep, "request", 1)["summary"] == "SYN PSH+ACK ACK"
     assert _hop(rep, "response", 1)["flags"] == {"SYN+ACK": 1, "ACK": 1, "PSH+ACK": 1}
     # every packet reached the last hop of its direction
@@ -56,6 +57,9 @@ def test_drop_from_each_hop(tmp_path, encap, direction, k):
         assert rep["verdict"] == "%s reached %s and was not seen on %s (%s)" % (direction, _name(rep, direction, k - 1), hop, reason)
         assert _hop(rep, direction, k)["status"] == "LOST"
         assert rep["directions"][direction]["stopped_at"] == hop
+    # nothing in these captures says why (no RST, no ICMP error), and the why line says exactly that
+    assert rep["why"] == "no packet in the captures explains the loss"
+    assert rep["directions"]["request"]["cause"] is None and rep["directions"]["response"]["cause"] is None
     # exactly that hop is named as where it stopped
     others = [_name(rep, direction, j) for j in range(k + 1, 7)]
     assert all(("not seen on %s" % o) not in rep["verdict"] for o in others)

@@ -24,6 +24,7 @@ EXPECTED = [
     "response  6 node-a cali41f14107a8d    0 -                -",
     "verdict: request reached node-b eth0 and was not seen on node-b tunl0",
     "  (decapsulation)",
+    "why: no packet in the captures explains the loss",
     "files: /srv/traces/20250101-120000-172.17.25.79-172.17.25.239",
 ]
 
@@ -79,5 +80,8 @@ def test_markdown_and_json(tmp_path):
     data = json.load(open(paths["json"]))
     assert data["schema"] == 1 and data["healthy"] is False
     assert sorted(data) == ["captures", "clock", "complete", "directions", "dst_node", "encap", "healthy", "hops", "notes",
-                            "path", "run", "schema", "src_node", "uncertain", "verdict"]
+                            "path", "run", "schema", "src_node", "uncertain", "verdict", "why"]
+    assert data["why"] == "no packet in the captures explains the loss"
+    assert data["directions"]["response"]["cause"] is None
+    assert "**Why:** no packet in the captures explains the loss\n" in md
     assert data["directions"]["response"]["stopped_at"] == "node-a eth0"
