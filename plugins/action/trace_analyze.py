@@ -58,5 +58,6 @@ class ActionModule(ActionBase):
         except (KeyError, ValueError, OSError) as exc:
             raise AnsibleActionFail("trace_analyze: could not analyse the captures in %s: %s" % (out, exc), orig_exc=exc)
         rep["files"] = files
-        result.update(changed=True, report=rep, healthy=rep["healthy"], verdict=rep["verdict"], files=files)
+        result.update(changed=True, report=rep, healthy=rep["healthy"], verdict=rep["verdict"], why=rep["why"],
+                      files=files)
         return result

@@ -13,7 +13,9 @@ description:
   - Collects the results of C(hoptrace.k8s.trace_analyze) tasks and the trace plan (the fact
     C(trace_plan), set with C(set_fact)) and, when the playbook ends, prints one line per hop
     (direction, index, node, interface with its encapsulation, packets, TCP flags seen,
-    C(seen)/C(LOST)/C(unknown), delay from the first hop), the verdict and the run folder.
+    C(seen)/C(LOST)/C(unknown), delay from the first hop), the verdict, a C(why:) line under it
+    when the flow is not healthy (the RST or ICMP error that explains it, or C(no packet in the
+    captures explains the loss)) and the run folder.
   - When the play failed before the analysis, prints the plan's hops as C(unknown) and the
     failed task with its message.
   - Renders only; the table comes from C(plugin_utils/report.py).

@@ -17,6 +17,12 @@ description:
     directions and matches each packet across hops.
   - Per hop and direction it reports the packets seen, first-seen time and delay from the
     previous hop; per direction the hop where packets stopped; a verdict in plain words.
+  - Per direction it also looks for the packets that say why (RV(report.directions.cause)), a TCP RST
+    (and who sent it, from the hop it was first seen on) or an ICMP/ICMPv6 error quoting one of the flow's
+    packets (destination unreachable, fragmentation needed / packet too big with its MTU, time exceeded)
+    and the address that sent it. A refused connection - a RST answering the SYN, a RST sent by something
+    on the path, an ICMP unreachable - is not healthy, and the verdict says it first. RV(why) is one
+    sentence on the cause, or C(no packet in the captures explains the loss).
   - Hops whose capture is missing, C(unreachable), C(failed) or C(timed out) are C(unknown), not lost, and
     the verdict says it is incomplete; kernel drops reported by tcpdump make it uncertain.
   - Across two nodes the clock offset is estimated from the flow itself (request/response
@@ -122,6 +128,16 @@ verdict:
   returned: always
   type: str
   sample: "request reached node-b eth0 and was not seen on node-b tunl0 (decapsulation)"
+why:
+  description:
+    - One plain sentence on why the flow is not healthy, from the packets in the captures (the text of the
+      cause that explains the verdict, see RV(report.directions.cause)).
+    - V(no packet in the captures explains the loss) when a direction was lost and no RST or ICMP error
+      says why; null when the flow is healthy, or when only hops are unknown.
+  returned: always
+  type: str
+  sample: "the destination pod answered the SYN with RST+ACK (first seen on its veth node-b calic25e805a467):
+    nothing in the pod accepts connections on port 8443"
 files:
   description: Paths written.
   returned: always
@@ -169,6 +185,9 @@ report:
     verdict:
       description: As RV(verdict).
       type: str
+    why:
+      description: As RV(why).
+      type: str
     notes:
       description: Remarks (clock correction, hops that missed packets later hops saw, drops).
       type: list
@@ -192,6 +211,37 @@ report:
         retransmissions:
           description: Segments seen twice (same seq and length) at the direction's first hop.
           type: int
+        cause:
+          description:
+            - What the captures say happened to this direction, or null when no packet says it.
+            - A RST belongs to the direction it travels; an ICMP error to the direction of the packet it
+              quotes (it travels the other way). The most telling one is kept - a refusal, a RST sent on
+              the path, an ICMP unreachable, fragmentation needed, time exceeded, a RST from an endpoint.
+            - A RST is sent by the pod of that side when it is first seen on the direction's first hop (its
+              veth), else by something between the last captured hop without it and the hop it was first seen on.
+          type: dict
+          contains:
+            kind:
+              description: C(reset), C(icmp-unreachable), C(icmp-frag-needed), C(icmp-time-exceeded) or C(icmp-error).
+              type: str
+              sample: reset
+            evidence:
+              description: >-
+                The packet as seen, one line per hop in path order (time of that node's clock in UTC, hop,
+                addresses, flags or ICMP type, code and MTU, the quoted packet), and for a RST sent on the path
+                the captured hops that did not see it.
+              type: list
+              elements: str
+              sample: ["12:53:31.841311 node-b calic25e805a467: 172.17.25.239.8443 > 172.17.25.79.51672 RST+ACK"]
+            confidence:
+              description: >-
+                C(high) (seen on the sender's own hop, or named by an ICMP error's source address), C(medium)
+                (hops before it were not captured; a RST from an endpoint after the connection was established),
+                C(low) (fragmentation needed while the direction still got through).
+              type: str
+            text:
+              description: One plain sentence.
+              type: str
     clock:
       description: Clock offset of C(other) (dst node) versus C(reference) (src node).
       type: dict
