@@ -25,7 +25,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BIN = os.path.join(ROOT, ".venv", "bin")
 CAPTURE_DIR = "/var/tmp/hoptrace"          # the role's default trace_capture_dir
 NODES = ("node-a", "node-b")
-HOPS = {"node-a": (SRC_VETH, "tunl0", "eth0"), "node-b": ("eth0", "tunl0", "calic25e805a467")}
+# capture-id names per node: node-a (the entry, read) by interface; node-b was not read before arming,
+# so its captures are named by their route selection (plugin_utils/deferred.py capture_name)
+HOPS = {"node-a": (SRC_VETH, "tunl0", "eth0"), "node-b": ("sel-underlay", "sel-tunnel", "sel-veth")}
 
 # Makes the files of captures named PREFIX* in DIRECTORY look SECONDS older: the times their state file
 # records (started_at, deadline_at, ended_at) and the files' mtimes. Runs on the node (python3 there).
