@@ -337,6 +337,12 @@ dropped:
   returned: state=stopped
   type: int
   sample: 0
+ended_at:
+  description: When tcpdump was found ended (epoch seconds, the node's clock); the analysis does not count as
+    lost a packet that an earlier hop saw after a later hop's capture had ended.
+  returned: state=stopped, for a capture this node started
+  type: float
+  sample: 1796298618.84
 ended_by:
   description: >-
     Why tcpdump ended - V(stopped) (by this task), V(deadline), V(count) (packet or size bound),
@@ -679,7 +685,7 @@ def stop_all(module, ps, node):
             # start does not prune them (state=absent, with or without older_than, still removes them)
             state['keep'] = not p['remove_returned']
             td.write_state(paths['state'], state)
-        result.update(size=_size(paths['file']), ended_by=state['ended_by'], log=text, **counts)
+        result.update(size=_size(paths['file']), ended_by=state['ended_by'], ended_at=state.get('ended_at'), log=text, **counts)
         if 0 < result['size'] <= p['content_max_size']:
             with open(paths['file'], 'rb') as handle:
                 result['content'] = base64.b64encode(handle.read()).decode('ascii')

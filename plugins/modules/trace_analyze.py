@@ -71,6 +71,13 @@ options:
         description: Packets tcpdump reported dropped by the kernel.
         type: int
         default: 0
+      ended_at:
+        description:
+          - When the capture ended (epoch seconds, the node's clock), from M(hoptrace.k8s.capture)'s stop.
+          - A packet an earlier hop saw after this capture had ended (within 20 ms) is not counted as lost
+            before this hop (it could not have been seen here); this keeps a retransmission that lands
+            while the nodes are being stopped from looking like a loss.
+        type: float
       status:
         description: Whether the capture could be taken and fetched.
         type: str

@@ -50,6 +50,10 @@ def _median(values):
     return values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2.0
 
 
+# a packet seen upstream this close to (or after) a later hop's capture end is not counted lost there
+LATE_MARGIN_NS = 20000000
+LATE_MAX = 64
+
 class _CaptureState(object):
     __slots__ = ("key", "node", "interface", "input", "status", "error", "count", "first", "last", "flags",
                  "dup", "other", "undecodable", "bytes", "sample", "records", "cut", "truncated_tail",
@@ -268,6 +272,56 @@ class Analysis(object):
         cs.other, cs.undecodable = other, undecodable
         cs.records, cs.cut, cs.truncated_tail = cap.packets, cap.cut, cap.truncated_tail
         cs.linktypes = sorted({i["linktype"] for i in cap.interfaces})
+
+    def forgive_late(self):
+        """Packets an earlier hop saw after a later hop's capture had ended are not lost before it.
+
+        The nodes' captures stop one after another; a retransmission that passes an earlier hop in
+        between would look lost. For each capture with an ``ended_at`` and each direction, the few
+        packets (at most LATE_MAX) that an earlier hop saw and it did not are looked up again in the
+        file of the last earlier hop that saw them; those seen there later than ``ended_at`` minus
+        LATE_MARGIN_NS get this capture's bit (not observable here) instead of counting as lost.
+        Node clocks are compared as they are (the lab's are one clock; NTP keeps real ones within ms).
+        """
+        for d, name in enumerate(DIRECTIONS):
+            order = []
+            for hop in self.hops:
+                if hop.get("direction") == name:
+                    ci = self.cap_index[hop.get("capture") or "%s/%s" % (hop.get("node"), hop.get("interface"))]
+                    if ci not in order:
+                        order.append(ci)
+            seen = self.seen[d]
+            for j, cj in enumerate(order):
+                end = self.caps[cj].input.get("ended_at")
+                if not j or end is None or self.caps[cj].status != "ok":
+                    continue
+                bit, before = 1 << cj, 0
+                for ci in order[:j]:
+                    before |= 1 << ci
+                missing = {h: m for h, m in seen.items() if m & before and not m & bit}
+                if not missing or len(missing) > LATE_MAX:
+                    continue
+                cutoff = int(float(end) * 1e9) - LATE_MARGIN_NS
+                for h, when in self._times_at(order[:j], missing).items():
+                    if when > cutoff:
+                        seen[h] |= bit
+
+    def _times_at(self, upstream, missing):
+        """``{hash: time}`` of ``missing`` packets on the last capture of ``upstream`` that saw each."""
+        times = {}
+        for ci in reversed(upstream):
+            want = {h for h, m in missing.items() if m & (1 << ci) and h not in times}
+            cs = self.caps[ci]
+            path = cs.input.get("file")
+            if not want or cs.status != "ok" or not path:
+                continue
+            for ts, incl, _orig, buf, off, linktype in Capture(path).records():
+                dd = dec.decode_at(buf, off, incl, linktype, self.vxlan_ports)
+                if dd is not None:
+                    h = hash(dd.key)
+                    if h in want:
+                        times[h] = ts
+        return times
 
     def scan_resets(self, ci, path):
         """Read a capture again for its RSTs (hash, time, key): only captures whose flag counts have one.
@@ -606,6 +660,7 @@ def analyze(plan, captures, vxlan_ports=None):
     """
     an = Analysis(plan, captures, vxlan_ports)
     an.scan_all()
+    an.forgive_late()
     rows = an.classify(an.hop_rows())
     offset = an.timing(rows)
     causes = why_.explain(an, rows)

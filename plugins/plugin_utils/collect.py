@@ -110,7 +110,7 @@ def _problem(register, cid, what, step):
 
 
 def capture_list(plan, node_results, run_dir, prefix):
-    """Return ``[{key, node, interface, file, captured, received, dropped, status, error}]``.
+    """Return ``[{key, node, interface, file, captured, received, dropped, ended_at, status, error}]``.
 
     ``node_results`` maps a node to ``{"routes": ..., "armed": ..., "stopped": ...}`` as the role
     registered them (missing entries are fine). ``file`` is the capture's path under
@@ -123,7 +123,7 @@ def capture_list(plan, node_results, run_dir, prefix):
         res = node_results.get(node) or {}
         cid = plan_capture_id(prefix, cap) if iface or cap.get("select") else None
         entry = {"key": key, "node": node, "interface": iface, "file": None,
-                 "captured": None, "received": None, "dropped": None, "status": "ok", "error": None}
+                 "captured": None, "received": None, "dropped": None, "ended_at": None, "status": "ok", "error": None}
         problem = None
         checks = ((res.get("routes"), None, "reading routes", "discover"),
                   (res.get("armed"), cid, "starting the capture", "arm"),
@@ -133,7 +133,7 @@ def capture_list(plan, node_results, run_dir, prefix):
         if not iface:
             problem = problem or ("unreachable", "the hop's interface is unknown: %s could not be read" % node)
         stopped = _entry(res.get("stopped"), cid) or {}
-        for count in ("captured", "received", "dropped"):
+        for count in ("captured", "received", "dropped", "ended_at"):
             entry[count] = stopped.get(count)
         path = None
         if iface:

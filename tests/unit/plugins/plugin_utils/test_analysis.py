@@ -207,3 +207,33 @@ def test_a_node_that_stopped_answering_in_collect(tmp_path):
     rep = analysis.analyze(plan, caps)
     assert rep["verdict"].startswith(
         "node-a (hosting the source) stopped answering: timed out in collect (no answer in 10 s); its 6 hops are unknown; ")
+
+
+def _add_late_response(tmp_path, plan, caps, at_ns):
+    """A retransmitted SYN+ACK (new IP id) that node-b's response hops saw at ``at_ns``, after node-a's
+    captures had ended: node-a's files do not have it."""
+    from ansible_collections.hoptrace.k8s.plugins.plugin_utils.pcapio import Capture
+    seg = _synth.tcp(_synth.PORT, _synth.SPORT, 2893467652, 694140745, 0x12)
+    path = [h for h in plan["hops"] if h["direction"] == "response"]
+    for pos, hop in enumerate(path[:3], start=1):
+        cap = next(c for c in caps if c["key"] == hop["capture"])
+        records = [(ts, bytes(buf[off:off + incl])) for ts, incl, _o, buf, off, _lt in Capture(cap["file"]).records()]
+        data, lt = _synth.frame("ipip", hop["node"], hop["interface"], "response", _synth.DST, _synth.SRC, 7777, seg, 64 - pos)
+        _synth.write_pcap(cap["file"], records + [(at_ns + pos * 50000, data)], lt, nano=hop["interface"] == "tunl0")
+
+
+def test_a_retransmission_after_the_next_nodes_capture_ended_is_not_a_loss(tmp_path):
+    plan, caps = _synth.make_trace(tmp_path, "ipip")
+    late = _synth.BASE_NS + 2 * 10**9                       # 2 s after the flow
+    _add_late_response(tmp_path, plan, caps, late)
+    for cap in caps:                                          # node-a stopped at +1.5 s, node-b at +2.5 s
+        cap["ended_at"] = (_synth.BASE_NS + (15 if cap["node"] == "node-a" else 25) * 10**8) / 1e9
+    rep = analysis.analyze(plan, caps)
+    assert rep["healthy"] is True, rep["verdict"]
+    assert [_hop(rep, "response", k)["lost_from_previous"] for k in range(1, 7)] == [0] * 6
+    # the same packet before node-a's captures ended is a loss between the nodes
+    for cap in caps:
+        cap["ended_at"] = (_synth.BASE_NS + (25 if cap["node"] == "node-a" else 30) * 10**8) / 1e9
+    rep = analysis.analyze(plan, caps)
+    assert rep["healthy"] is False
+    assert _hop(rep, "response", 4)["lost_from_previous"] == 1
