@@ -28,6 +28,8 @@ SAMPLE = 512                       # packets per capture and direction kept with
 DIRECTIONS = ("request", "response")
 CTRL_BIT = 1 << 30                 # in a packet's capture bitmask: the packet has no payload
 CTL_MAX = 256                      # RSTs and ICMP errors kept per capture (and direction)
+LATE_MARGIN_NS = 20000000          # a packet seen upstream this close to (or after) a later hop's capture end
+LATE_MAX = 64                      # ... is not counted lost there; at most this many are looked up again
 RST_BITS = [i for i in range(64) if i & 4]     # flag words (low 6 bits) with RST set
 PROTOS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
 
@@ -49,10 +51,6 @@ def _median(values):
     mid = n // 2
     return values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2.0
 
-
-# a packet seen upstream this close to (or after) a later hop's capture end is not counted lost there
-LATE_MARGIN_NS = 20000000
-LATE_MAX = 64
 
 class _CaptureState(object):
     __slots__ = ("key", "node", "interface", "input", "status", "error", "count", "first", "last", "flags",
