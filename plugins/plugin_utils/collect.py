@@ -17,8 +17,6 @@ import hashlib
 import os
 import re
 
-from ansible_collections.hoptrace.k8s.plugins.plugin_utils.deferred import capture_name
-
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 ID_MAX = 64          # the capture module's bound on an id (module_utils/_validate.py ID_RE)
 IFNAME_MAX = 15      # IFNAMSIZ - 1: the longest interface name Linux allows
@@ -57,6 +55,15 @@ def capture_id(prefix, host, interface):
     machine, or two nodes sharing a capture directory, never write the same files.
     """
     return "%s-%s-%s" % (_safe(prefix), host_part(prefix, host, interface), _safe(interface))
+
+
+def capture_name(capture):
+    """What names one of the plan's captures in its id: ``sel-<role>`` (``sel-underlay``, ``sel-tunnel``,
+    ``sel-veth``: one of each per node, as short as an interface name) for a device the node resolves
+    itself (plugin_utils/deferred.py), else the interface. It does not change when the device is filled in."""
+    if capture.get("select"):
+        return "sel-%s" % capture["role"]
+    return capture.get("interface")
 
 
 def plan_capture_id(prefix, capture):

@@ -7,7 +7,7 @@ Path-only discovery reads the entry node only. When the entry node holds one of 
 other path node is not read before its captures start: the planner gives its captures a
 ``select`` (``{"route_to": IP}``, plus ``"local": true`` for the pod's veth) instead of an
 interface, the capture module resolves it on the node (module_utils/_select.py) and returns
-the device in its start result. :func:`complete_plan` then puts those devices into the plan's
+the device in its start result (ids: ``collect.capture_name``). :func:`complete_plan` then puts those devices into the plan's
 hops and captures, so that everything after the start reads an ordinary plan. This saves the
 separate read of that node: one round trip per trace.
 """
@@ -16,21 +16,13 @@ from __future__ import annotations
 
 import copy
 
-
-def capture_name(capture):
-    """What names ``capture`` in its capture id: ``sel-<role>`` (``sel-underlay``, ``sel-tunnel``,
-    ``sel-veth``: one of each per node, as short as an interface name) for a selected device, else
-    the interface. It does not change when :func:`complete_plan` fills the interface in."""
-    if capture.get("select"):
-        return "sel-%s" % capture["role"]
-    return capture.get("interface")
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.collect import _entry
 
 
 def _started(register, cid):
-    for result in (register or {}).get("captures") or []:
-        if result.get("id") == cid and not result.get("failed") and result.get("interface"):
-            return result
-    return None
+    """The start result of capture ``cid`` when it started (and so names its device), else None."""
+    result = _entry(register, cid)
+    return result if result and not result.get("failed") and result.get("interface") else None
 
 
 def complete_plan(plan, armed, capture_id):

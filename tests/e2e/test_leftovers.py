@@ -3,18 +3,17 @@ inventory names for one machine never overwrite each other's captures.
 
 Real sshd on the lab nodes, real Ansible over SSH, real tcpdump. The prune rule waits 10 minutes past a
 capture's deadline; instead of waiting, the test makes the killed run's files older on the node: it
-rewrites the times their state files record and sets their mtimes back (AGE below). Root only.
+rewrites the times their state files record and sets their mtimes back (labctl.age_captures). Root only.
 """
 import json
 import os
 import re
-import signal
 import subprocess
 import time
 
 import pytest
 import yaml
-from test_trace import DST, PLAYBOOK, SRC, SRC_VETH, _env, flow, node_leftovers, trace
+from test_trace import DST, SRC, SRC_VETH, _env, flow, kill_controller_once_armed, node_leftovers, trace
 
 from lab import biginv, labctl
 
@@ -26,29 +25,8 @@ BIN = os.path.join(ROOT, ".venv", "bin")
 CAPTURE_DIR = "/var/tmp/hoptrace"          # the role's default trace_capture_dir
 NODES = ("node-a", "node-b")
 # capture-id names per node: node-a (the entry, read) by interface; node-b was not read before arming,
-# so its captures are named by their route selection (plugin_utils/deferred.py capture_name)
+# so its captures are named by their route selection (plugin_utils/collect.py capture_name)
 HOPS = {"node-a": (SRC_VETH, "tunl0", "eth0"), "node-b": ("sel-underlay", "sel-tunnel", "sel-veth")}
-
-# Makes the files of captures named PREFIX* in DIRECTORY look SECONDS older: the times their state file
-# records (started_at, deadline_at, ended_at) and the files' mtimes. Runs on the node (python3 there).
-AGE = r"""
-import json, os, sys
-directory, prefix, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
-for name in os.listdir(directory):
-    if not name.startswith(prefix):
-        continue
-    path = os.path.join(directory, name)
-    if name.endswith(".state.json"):
-        with open(path) as handle:
-            state = json.load(handle)
-        for key in ("started_at", "deadline_at", "ended_at"):
-            if isinstance(state.get(key), (int, float)):
-                state[key] -= seconds
-        with open(path, "w") as handle:
-            json.dump(state, handle)
-    st = os.stat(path)
-    os.utime(path, (st.st_atime - seconds, st.st_mtime - seconds))
-"""
 
 
 def listing(node, directory=CAPTURE_DIR):
@@ -67,23 +45,7 @@ def tcpdumps(node):
 def killed_trace(out_dir):
     """A passive trace (deadline 5 s) whose controller is SIGKILLed once every capture is armed; returns
     when the deadline has ended every tcpdump on the nodes."""
-    argv = [os.path.join(BIN, "ansible-playbook"), "-i", labctl.inventory_path(), PLAYBOOK,
-            "-e", "output_dir=%s" % out_dir, "-e", "mode=passive", "-e", "duration=60", "-e", "deadline=5"] + flow()
-    proc = subprocess.Popen(argv, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        armed = time.monotonic() + 60
-        while time.monotonic() < armed:
-            if [tcpdumps(n) for n in NODES] == ["3", "3"]:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the captures were never armed")
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_controller_once_armed(out_dir)
     ended = time.monotonic() + 15
     while time.monotonic() < ended and any(tcpdumps(n) != "0" for n in NODES):
         time.sleep(0.5)
@@ -108,7 +70,7 @@ def test_a_later_trace_prunes_what_a_killed_controller_left(lab_factory, tmp_pat
         prefix = prefixes.pop()
         # node-a's leftovers are made 11 minutes old (state times and mtimes); node-b's stay as they are: a
         # run that ended seconds ago may still be wanted, and the prune leaves it
-        labctl.exec_in_node("node-a", ["python3", "-c", AGE, CAPTURE_DIR, prefix + "-", "660"], check=True)
+        labctl.age_captures("node-a", CAPTURE_DIR, prefix + "-", 660)
 
         rc, out, report = trace(tmp_path / "next", *flow())
         assert rc == 0, out[-3000:]

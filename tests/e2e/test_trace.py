@@ -176,10 +176,11 @@ def test_unreachable_node_is_reported_unknown(lab_factory, tmp_path):
     assert node_leftovers(["node-a"]) == {}
 
 
-def test_killed_controller_leaves_no_tcpdump(lab_factory, tmp_path):
-    lab_factory("ipip", 2)
+def kill_controller_once_armed(out_dir):
+    """Start a passive trace (deadline 5 s) and SIGKILL its controller once every capture is armed;
+    returns when it was killed (time.monotonic())."""
     argv = [os.path.join(BIN, "ansible-playbook"), "-i", labctl.inventory_path(), PLAYBOOK,
-            "-e", "output_dir=%s" % tmp_path, "-e", "mode=passive", "-e", "duration=60", "-e", "deadline=5"] + flow()
+            "-e", "output_dir=%s" % out_dir, "-e", "mode=passive", "-e", "duration=60", "-e", "deadline=5"] + flow()
     proc = subprocess.Popen(argv, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
@@ -192,11 +193,16 @@ def test_killed_controller_leaves_no_tcpdump(lab_factory, tmp_path):
         else:
             pytest.fail("the captures were never armed")
         os.killpg(proc.pid, signal.SIGKILL)
-        killed = time.monotonic()
+        return time.monotonic()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def test_killed_controller_leaves_no_tcpdump(lab_factory, tmp_path):
+    lab_factory("ipip", 2)
+    killed = kill_controller_once_armed(tmp_path)
     while time.monotonic() - killed < 15:
         if all(labctl.exec_in_node(n, ["pgrep", "-x", "tcpdump"]).returncode == 1 for n in ("node-a", "node-b")):
             break

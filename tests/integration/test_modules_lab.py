@@ -213,32 +213,6 @@ def test_deadline_ends_a_forgotten_capture(lab):
     adhoc("node-a", "hoptrace.k8s.capture", {"id": cid, "state": "absent", "directory": DIR})
 
 
-# Makes the files of captures named PREFIX* in DIRECTORY look SECONDS older on the node: the times their
-# state file records and the files' mtimes (so that a test need not wait the 10 minutes of the prune rule).
-AGE = r"""
-import json, os, sys
-directory, prefix, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
-for name in os.listdir(directory):
-    if not name.startswith(prefix):
-        continue
-    path = os.path.join(directory, name)
-    if name.endswith(".state.json"):
-        with open(path) as handle:
-            state = json.load(handle)
-        for key in ("started_at", "deadline_at", "ended_at"):
-            if isinstance(state.get(key), (int, float)):
-                state[key] -= seconds
-        with open(path, "w") as handle:
-            json.dump(state, handle)
-    st = os.stat(path)
-    os.utime(path, (st.st_atime - seconds, st.st_mtime - seconds))
-"""
-
-
-def age_files(node, directory, prefix, seconds):
-    labctl.exec_in_node(node, ["python3", "-c", AGE, directory, prefix, str(seconds)], check=True)
-
-
 def listing(node, directory):
     return labctl.exec_in_node(node, ["sh", "-c", "ls -A %s 2>/dev/null; true" % directory]).stdout.split()
 
@@ -260,7 +234,7 @@ def test_the_next_start_prunes_old_leftovers(lab):
     old = ["htmod-old-eth0.log", "htmod-old-eth0.pcap", "htmod-old-eth0.state.json"]
     kept = ["htmod-kept-eth0.log", "htmod-kept-eth0.pcap", "htmod-kept-eth0.state.json"]
     assert sorted(listing("node-a", directory)) == sorted(old + kept)
-    age_files("node-a", directory, "htmod-", 700)
+    labctl.age_captures("node-a", directory, "htmod-", 700)
     new = dict(base, id="htmod-new-eth0", deadline=30)
     # check mode says what it would prune and removes nothing
     dry = adhoc("node-a", "hoptrace.k8s.capture", new, check=True)

@@ -114,6 +114,34 @@ def exec_in_node(name, argv, timeout=60, check=False):
     return _run(node_argv(name, argv), timeout, check)
 
 
+# Makes the files of captures named PREFIX* in DIRECTORY look SECONDS older: the times their state file
+# records (started_at, deadline_at, ended_at) and the files' mtimes, so that a test of the capture
+# module's prune rule need not wait its 10 minutes. Runs on the node (python3 there).
+_AGE = r"""
+import json, os, sys
+directory, prefix, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+for name in os.listdir(directory):
+    if not name.startswith(prefix):
+        continue
+    path = os.path.join(directory, name)
+    if name.endswith(".state.json"):
+        with open(path) as handle:
+            state = json.load(handle)
+        for key in ("started_at", "deadline_at", "ended_at"):
+            if isinstance(state.get(key), (int, float)):
+                state[key] -= seconds
+        with open(path, "w") as handle:
+            json.dump(state, handle)
+    st = os.stat(path)
+    os.utime(path, (st.st_atime - seconds, st.st_mtime - seconds))
+"""
+
+
+def age_captures(node, directory, prefix, seconds):
+    """Make the capture files PREFIX* in DIRECTORY on `node` look `seconds` older (see _AGE)."""
+    return exec_in_node(node, ["python3", "-c", _AGE, directory, prefix, str(seconds)], check=True)
+
+
 def exec_in_pod(spec, argv, timeout=60, check=False):
     """CompletedProcess (text) of argv run inside pod `spec`'s network namespace."""
     return _run(pod_argv(spec, argv), timeout, check)

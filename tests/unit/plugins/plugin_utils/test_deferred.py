@@ -6,7 +6,8 @@ node when the captures start, and the completed plan equal to the one planned fr
 import pytest
 from test_plan import INVENTORY_IPS, SEED_NODES, _bgp6_nodes, _crosssubnet_nodes, _vxlan_nodes
 
-from ansible_collections.hoptrace.k8s.plugins.plugin_utils.deferred import capture_name, complete_plan
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.collect import capture_name
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.deferred import complete_plan
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.plan import PlanError, _route, build_plan
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.routes import route_egress
 
