@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MODE ?= ipip
 NODES ?= 2
-APT_PACKAGES := tcpdump tshark openssh-server openssh-client iproute2 curl openssl procps iptables coreutils
+APT_PACKAGES := tcpdump tshark openssh-server openssh-client iproute2 curl openssl procps iptables coreutils libxml2-utils chromium
 COLL_LINK := .collections/ansible_collections/hoptrace/k8s
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
@@ -15,7 +15,7 @@ all: test
 
 apt:
 	@missing=""; \
-	for c in tcpdump tshark sshd ssh ip curl openssl pgrep iptables timeout; do \
+	for c in tcpdump tshark sshd ssh ip curl openssl pgrep iptables timeout xmllint chromium; do \
 	  command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || missing="$$missing $$c"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages (missing:$$missing)"; \

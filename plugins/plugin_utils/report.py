@@ -13,6 +13,8 @@ import json
 import os
 import textwrap
 
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils import report_html, report_junit
+
 ANSI = {"green": "\033[32m", "red": "\033[31m", "yellow": "\033[33m", "dim": "\033[2m", "bold": "\033[1m", "reset": "\033[0m"}
 STATUS_COLOR = {"seen": "green", "LOST": "red", "partial": "yellow", "unknown": "yellow", "missed": "yellow", "none": "dim"}
 STATUS_TEXT = {"seen": "seen", "LOST": "LOST", "partial": "PART", "unknown": "unknown", "missed": "missed", "none": "-"}
@@ -48,6 +50,26 @@ def _seen(hop):
     return hop.get("summary") or "-"
 
 
+def _probes(hop, count):
+    """Repeat mode's "seen" column: probes seen of N and the loss, '47/50 6%'."""
+    if hop.get("probes_seen") is None:
+        return ""
+    return "%d/%d %g%%" % (hop["probes_seen"], count, hop.get("loss_pct") or 0)
+
+
+def _ms(value):
+    return "%.3f" % value if value < 10 else ("%.2f" % value if value < 100 else "%.0f" % value)
+
+
+def _latency(hop, full=False):
+    """Repeat mode's delay column: p50/p95 from the previous hop, in ms ('0.041/0.090')."""
+    lat = hop.get("latency_ms")
+    if not lat:
+        return ""
+    keys = ("p50", "p95", "max") if full else ("p50", "p95")
+    return (" / " if full else "/").join(_ms(lat[k]) for k in keys)
+
+
 def _title(report):
     run = report.get("run") or {}
     where = run.get("dst") or "?"
@@ -79,6 +101,8 @@ def render_table(report, width=80, color=False, run_dir=None):
     """
     hops = report.get("hops") or []
     width = max(60, int(width or 80))
+    count = (report.get("repeat") or {}).get("count")
+    seen, delay = (lambda h: _probes(h, count), _latency) if count else (_seen, _delay)
     w_node = min(14, max([4] + [len(str(h.get("node"))) for h in hops]))
     w_if = min(24, max([9] + [len(_interface(h)) for h in hops]))
     w_pk = max([4] + [len(str(h.get("packets"))) for h in hops if h.get("packets") is not None])
@@ -91,20 +115,21 @@ def render_table(report, width=80, color=False, run_dir=None):
     for line in _path_lines(report):
         lines.extend(textwrap.wrap(line, width, subsequent_indent="  ", break_long_words=False))
     fmt = "%-8s %2s %-{n}s %-{i}s %{p}s %-{s}s %-{t}s %{d}s".format(n=w_node, i=w_if, p=w_pk, s=w_seen, t=w_st, d=w_dl)
-    lines.append(_paint((fmt % ("dir", "#", "node", "interface", "pkts", "seen", "status", "delay")).rstrip(), "dim", color))
+    head = ("probes loss", "p50/p95 ms") if count else ("seen", "delay")
+    lines.append(_paint((fmt % ("dir", "#", "node", "interface", "pkts", head[0], "status", head[1])).rstrip(), "dim", color))
     for hop in hops:
         status = hop.get("status") or "unknown"
         st_text = STATUS_TEXT.get(status, status)
         pk = "" if hop.get("packets") is None else str(hop.get("packets"))
         line = fmt % (hop.get("direction"), hop.get("index"), _clip(hop.get("node"), w_node), _clip(_interface(hop), w_if), pk,
-                      _clip(_seen(hop), w_seen), st_text, _delay(hop))
+                      _clip(seen(hop), w_seen), st_text, _clip(delay(hop), w_dl))
         line = line.rstrip()
         if color:
             # colour the status word only; the padding is already computed on plain text
             pre = fmt % (hop.get("direction"), hop.get("index"), _clip(hop.get("node"), w_node), _clip(_interface(hop), w_if), pk,
-                         _clip(_seen(hop), w_seen), "", "")
+                         _clip(seen(hop), w_seen), "", "")
             pre = pre[:len(pre) - w_st - 1 - w_dl]
-            line = (pre + _paint(st_text.ljust(w_st), STATUS_COLOR.get(status), True) + " " + _delay(hop).rjust(w_dl)).rstrip()
+            line = (pre + _paint(st_text.ljust(w_st), STATUS_COLOR.get(status), True) + " " + _clip(delay(hop), w_dl).rjust(w_dl)).rstrip()
         lines.append(line)
     verdict = "verdict: %s" % (report.get("verdict") or "none")
     vcolor = "green" if report.get("healthy") else "red"
@@ -147,6 +172,18 @@ def render_markdown(report):
         out.append("| %s | %s | %s | `%s` | %s | %s | %s | %s | %s | %s |" % (
             h.get("direction"), h.get("index"), h.get("node"), h.get("interface") or "?", h.get("role") or "", h.get("encap") or "none",
             "" if h.get("packets") is None else h.get("packets"), _seen(h), h.get("status"), _delay(h)))
+    rep = report.get("repeat")
+    if rep:
+        out.append("")
+        out.append("Repeat mode: %d probes, %d lost (%g%%), max_loss %g%%." % (rep["count"], rep["lost"], rep["loss_pct"], rep["max_loss"]))
+        out.append("")
+        out.append("| direction | # | node | interface | probes seen | loss | latency from the previous hop p50 / p95 / max (ms) |")
+        out.append("| --- | ---: | --- | --- | ---: | ---: | ---: |")
+        for h in report.get("hops") or []:
+            out.append("| %s | %s | %s | `%s` | %s | %s | %s |" % (
+                h.get("direction"), h.get("index"), h.get("node"), h.get("interface") or "?",
+                "" if h.get("probes_seen") is None else "%d/%d" % (h["probes_seen"], rep["count"]),
+                "" if h.get("loss_pct") is None else "%g%%" % h["loss_pct"], _latency(h, full=True)))
     notes = list(report.get("notes") or [])
     if notes:
         out.append("")
@@ -179,13 +216,26 @@ def report_from_plan(plan, reason):
             "verdict": "no verdict: %s" % reason}
 
 
-def write_report_files(report, output_dir):
-    """Write report.json and report.md into output_dir; return their paths."""
+def write_report_files(report, output_dir, junit=None, pcapng="trace.pcapng"):
+    """Write report.json, report.md, report.html and junit.xml into output_dir; return their paths.
+
+    ``junit``: a controller path where junit.xml is also written (its directory must exist).
+    ``pcapng``: the merged capture's name that report.html links to, None when none is written.
+    """
     os.makedirs(output_dir, exist_ok=True)
-    paths = {"json": os.path.join(output_dir, "report.json"), "markdown": os.path.join(output_dir, "report.md")}
+    paths = {"json": os.path.join(output_dir, "report.json"), "markdown": os.path.join(output_dir, "report.md"),
+             "html": os.path.join(output_dir, "report.html"), "junit": os.path.join(output_dir, "junit.xml")}
     with open(paths["json"], "w") as f:
         json.dump(report, f, indent=2, sort_keys=True)
         f.write("\n")
     with open(paths["markdown"], "w") as f:
         f.write(render_markdown(report))
+    with open(paths["html"], "w", encoding="utf-8") as f:
+        f.write(report_html.render_html(report, run_dir=output_dir, pcapng=pcapng))
+    xml = report_junit.render_junit(report)
+    for where in [paths["junit"]] + ([junit] if junit else []):
+        with open(where, "w", encoding="utf-8") as f:
+            f.write(xml)
+    if junit:
+        paths["junit_copy"] = junit
     return paths
