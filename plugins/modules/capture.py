@@ -185,6 +185,23 @@ options:
       - RV(removed) lists the paths removed (in check mode, the paths that would be).
     type: int
     version_added: 0.2.0
+  snapshot:
+    description:
+      - Read the node's counters when the captures start (kept in the first capture's state file) and again when
+        they stop, and return the deltas in RV(counters) - in the same module runs, no extra round trip.
+      - Read-only and bounded to 2 seconds; a missing tool (C(iptables-save), C(nft), C(conntrack)) is a note in
+        RV(counters), never a failure of the capture. Not taken in check mode.
+    type: bool
+    default: true
+    version_added: 0.2.0
+  snapshot_routes:
+    description:
+      - With O(state=stopped) and O(snapshot), addresses (at most 8) whose route the second snapshot reads with
+        C(ip route get), so that a blackhole, unreachable or prohibit route to the flow's pods is seen.
+    type: list
+    elements: str
+    default: []
+    version_added: 0.2.0
 notes:
   - Needs root (or CAP_NET_RAW and CAP_NET_ADMIN); run it with C(become). As root tcpdump is given
     C(-Z root) so that it does not drop to user C(tcpdump), which could not write the private
@@ -371,6 +388,26 @@ removed:
   type: list
   elements: str
   sample: [/var/tmp/hoptrace/run1-eth0.pcap, /var/tmp/hoptrace/run1-eth0.log]
+counters:
+  description:
+    - With O(snapshot), once per module run (not per capture), what changed on the node between the start and
+      the stop of its captures, plus what needs no delta.
+    - C(rules) - the DROP/REJECT rules and DROP chain policies whose packet counter rose, each with C(source)
+      (C(iptables-nft), C(ip6tables-legacy), C(nft), ...), C(table), C(chain), C(number) (in its chain, 0 for a
+      policy), C(rule) (as C(iptables-save) prints it), C(target), C(policy), C(packets) and C(bytes).
+    - C(kernel) - the drop counters of C(/proc/net/snmp), C(/proc/net/netstat) and C(/proc/net/snmp6) that rose
+      (C(Ip.InDiscards), C(TcpExt.IPReversePathFilter), C(Ip6InNoRoutes), ...); C(conntrack) - the rise of
+      C(invalid), C(insert_failed), C(drop), C(early_drop), C(icmp_error).
+    - C(links) - per captured interface its C(mtu) and the rise of C(rx_errors), C(rx_dropped), C(tx_errors),
+      C(tx_dropped); C(neighbours) - FAILED or INCOMPLETE entries on them; C(sysctl) - C(ip_forward) and
+      C(rp_filter); C(routes) - what C(ip route get) said for each of O(snapshot_routes).
+    - C(seconds) between the snapshots, and C(notes) - what could not be read and why.
+  returned: state=stopped with O(snapshot), not in check mode
+  type: dict
+  sample: {seconds: 2.41, rules: [{source: iptables-nft, table: filter, chain: cali-pi-_hvIhg5e42MGXRa9paIF, number: 1,
+           rule: '-A cali-pi-_hvIhg5e42MGXRa9paIF -m comment --comment "cali:x8K2Rn6C3d_N4cVm" -j DROP', target: DROP,
+           policy: false, packets: 3, bytes: 180}], kernel: {}, conntrack: {}, links: {eth0: {mtu: 1500}},
+           neighbours: [], sysctl: {net.ipv4.ip_forward: 1}, routes: {}, notes: []}
 pruned:
   description:
     - Names of the files of earlier captures removed from O(directory) before starting (in check mode, that would
@@ -392,6 +429,7 @@ import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.hoptrace.k8s.plugins.module_utils import _counters as ctr
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _select as sel
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _tcpdump as td
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _validate as v
@@ -434,6 +472,8 @@ def argspec():
         listen_timeout=dict(type='int', default=15),
         stop_timeout=dict(type='int', default=10),
         older_than=dict(type='int'),
+        snapshot=dict(type='bool', default=True),
+        snapshot_routes=dict(type='list', elements='str', default=[]),
     )
 
 
@@ -809,12 +849,41 @@ def prune_before_start(module, ps):
     return done['removed']
 
 
+def snapshot_begin(module, ps):
+    """Start the node's counter readers for this start or stop (None when not wanted); see _counters."""
+    state = module.params['state']
+    if not module.params['snapshot'] or module.check_mode or state == 'absent':
+        return None
+    valid = [p for p in ps if not isinstance(p, CaptureFailed)]
+    paths = [td.paths(p['directory'], p['id'])['state'] for p in valid]
+    if state == 'started':
+        return ctr.Snapshot(module.get_bin_path, [p['interface'] for p in valid]), paths, None
+    before, interfaces = ctr.find_before(paths, td.read_state)
+    routes = ctr.check_routes(module.params['snapshot_routes'])
+    return ctr.Snapshot(module.get_bin_path, interfaces, routes, final=True), paths, before
+
+
+def snapshot_end(taken, out):
+    """Keep the first snapshot in a state file, or put the deltas into the result ``out``."""
+    if taken is None or not isinstance(out, dict):
+        return
+    snap, paths, before = taken
+    if snap.final:
+        out['counters'] = ctr.delta(before, snap.collect())
+    else:
+        ctr.keep_before(snap, paths, td.read_state, td.write_state)
+
+
 def execute_module(module):
     node = socket.gethostname()
     params = module.params
     if params.get('older_than') is not None and params['state'] != 'absent':
         module.fail_json(msg='older_than is only used with state=absent (the clean-up of old capture files); '
                              'with state=%s leave it out' % params['state'])
+    try:
+        ctr.check_routes(params['snapshot_routes'])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
     if params.get('id') is None and params.get('captures') is None:
         if params['state'] == 'absent' and params.get('older_than') is not None:
             clean_directory(module)
@@ -826,7 +895,9 @@ def execute_module(module):
         except ValueError as exc:
             module.fail_json(msg=str(exc))
         pruned = prune_before_start(module, [p]) if started else None
+        taken = snapshot_begin(module, [p])
         result = _run(module, [p], node)[0]
+        snapshot_end(taken, result)
         if isinstance(result, CaptureFailed):
             module.fail_json(msg=result.msg, **dict(result.extra, **({'pruned': pruned} if started else {})))
         if started:
@@ -843,6 +914,7 @@ def execute_module(module):
         except ValueError as exc:
             ps.append(CaptureFailed(str(exc)))
     pruned = prune_before_start(module, ps) if started else None
+    taken = snapshot_begin(module, ps)
     results = []
     for entry, result in zip(module.params['captures'], _run(module, ps, node)):
         if isinstance(result, CaptureFailed):
@@ -852,6 +924,7 @@ def execute_module(module):
         results.append(result)
     failed = [r for r in results if r['failed']]
     out = {'captures': results, 'changed': any(r.get('changed') for r in results) or bool(pruned)}
+    snapshot_end(taken, out)
     if started:
         out['pruned'] = pruned
     if failed:
