@@ -51,9 +51,18 @@ options:
     type: float
     default: 3
   count:
-    description: Number of attempts, 0.2 s apart (1 to 100).
+    description:
+      - Number of probes (1 to 1000). With more than one, each is a new flow - TCP and UDP bind a new
+        source port, ICMP sends a new echo sequence number - and they are started O(interval) seconds
+        apart without waiting for the earlier ones, so the whole run takes at most
+        (O(count) - 1) x O(interval) + O(timeout) seconds.
     type: int
     default: 1
+  interval:
+    description: Seconds between the starts of two probes (0 to 60; fractions such as 0.05 are fine).
+    type: float
+    default: 0.2
+    version_added: 0.2.0
 notes:
   - Needs root (C(setns) and, for ICMP, a raw socket); run it with C(become).
   - Always C(changed=false) - it sends a few packets but changes nothing on the node or in the pod.
@@ -83,6 +92,15 @@ EXAMPLES = r'''
     dst: 172.17.25.239
     proto: icmp
     count: 3
+  become: true
+
+- name: Fifty connections, 50 ms apart, each from its own source port
+  hoptrace.k8s.probe:
+    src: 172.17.25.79
+    dst: 172.17.25.239
+    port: 443
+    count: 50
+    interval: 0.05
   become: true
 '''
 
@@ -121,11 +139,14 @@ succeeded:
   type: int
   sample: 1
 attempts:
-  description: Each attempt with C(seq), C(ok), C(status), C(time_ms), C(error).
+  description:
+    - Each attempt with C(seq), C(ok), C(status), C(time_ms), C(error), and the source port C(sport)
+      (TCP, UDP) or the echo identifier C(id) (ICMP, whose C(seq) is the echo sequence number), so
+      that each probe's packets can be told apart in the captures.
   returned: always
   type: list
   elements: dict
-  sample: [{seq: 1, ok: true, status: connected, time_ms: 0.412, error: null}]
+  sample: [{seq: 1, ok: true, status: connected, time_ms: 0.412, error: null, sport: 38362}]
 netns:
   description: The namespace the probe ran in (a C(/var/run/netns) name when there is one).
   returned: always
@@ -169,6 +190,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _netns as ns
+from ansible_collections.hoptrace.k8s.plugins.module_utils import _probe_schedule as sched
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _validate as v
 
 
@@ -180,6 +202,7 @@ def argspec():
         proto=dict(type='str', default='tcp', choices=['tcp', 'udp', 'icmp']),
         timeout=dict(type='float', default=3.0),
         count=dict(type='int', default=1),
+        interval=dict(type='float', default=0.2),
     )
 
 
@@ -198,7 +221,9 @@ def validated(params):
         p['port'] = v.check_port(p['port'])
     if not 0.1 <= float(p['timeout']) <= 60:
         raise ValueError('timeout %s is out of range: give seconds from 0.1 to 60' % p['timeout'])
-    p['count'] = v.check_range(p['count'], 'count', 1, 100)
+    p['count'] = v.check_range(p['count'], 'count', 1, 1000)
+    if not 0 <= float(p['interval']) <= 60:
+        raise ValueError('interval %s is out of range: give seconds from 0 to 60, e.g. 0.2' % p['interval'])
     return p
 
 
@@ -238,10 +263,14 @@ def execute_module(module):
             return {'netns': None, 'matches': []}
         if module.check_mode:
             return {'netns': path, 'matches': matches, 'attempts': None}
-        return {'netns': path, 'matches': matches,
-                'attempts': ns.run_probes(p['src'], p['dst'], p['proto'], p['port'], float(p['timeout']), p['count'])}
+        if p['count'] > 1:
+            attempts = sched.run_schedule(p['src'], p['dst'], p['proto'], p['port'], float(p['timeout']), p['count'],
+                                          float(p['interval']))
+        else:
+            attempts = ns.run_probes(p['src'], p['dst'], p['proto'], p['port'], float(p['timeout']), 1)
+        return {'netns': path, 'matches': matches, 'attempts': attempts}
 
-    limit = 10 + len(paths) * 0.05 + p['count'] * (float(p['timeout']) + 0.3)
+    limit = 10 + len(paths) * 0.05 + (p['count'] - 1) * float(p['interval']) + float(p['timeout']) + 1
     try:
         found = ns.in_child(work, limit)
     except (RuntimeError, OSError, ValueError) as exc:
