@@ -78,6 +78,15 @@ options:
             before this hop (it could not have been seen here); this keeps a retransmission that lands
             while the nodes are being stopped from looking like a loss.
         type: float
+      counters:
+        description:
+          - The node's counter deltas between the start and the stop of its captures, from M(hoptrace.k8s.capture)'s
+            stop (RV(hoptrace.k8s.capture#module:counters)); the same on each capture of a node.
+          - Where a direction stopped and no packet says why, a DROP/REJECT rule whose counter rose by about the
+            packets lost there, a blackhole or missing route, the reverse path filter, conntrack or a failed
+            neighbour on the nodes around that hop is the cause (see RV(report.directions)).
+        type: dict
+        version_added: 0.2.0
       status:
         description: Whether the capture could be taken and fetched.
         type: str
@@ -140,7 +149,8 @@ why:
     - One plain sentence on why the flow is not healthy, from the packets in the captures (the text of the
       cause that explains the verdict, see RV(report.directions.cause)).
     - V(no packet in the captures explains the loss) when a direction was lost and no RST or ICMP error
-      says why; null when the flow is healthy, or when only hops are unknown.
+      says why and the nodes' counters were not read; C(no counter on node-b explains the loss) when they
+      were and none of them explains it either; null when the flow is healthy, or when only hops are unknown.
   returned: always
   type: str
   sample: "the destination pod answered the SYN with RST+ACK (first seen on its veth node-b calic25e805a467):
@@ -220,7 +230,8 @@ report:
           type: int
         cause:
           description:
-            - What the captures say happened to this direction, or null when no packet says it.
+            - What the captures say happened to this direction, or, when no packet says it, the counters of the
+              nodes around the hop where it stopped (see O(captures[].counters)); null when neither says it.
             - A RST belongs to the direction it travels; an ICMP error to the direction of the packet it
               quotes (it travels the other way). The most telling one is kept - a refusal, a RST sent on
               the path, an ICMP unreachable, fragmentation needed, time exceeded, a RST from an endpoint.
@@ -229,14 +240,18 @@ report:
           type: dict
           contains:
             kind:
-              description: C(reset), C(icmp-unreachable), C(icmp-frag-needed), C(icmp-time-exceeded) or C(icmp-error).
+              description: >-
+                C(reset), C(icmp-unreachable), C(icmp-frag-needed), C(icmp-time-exceeded) or C(icmp-error) from the
+                packets; C(netfilter-rule), C(route), C(rp-filter), C(conntrack), C(neighbour) or C(interface-drops)
+                from the counters.
               type: str
               sample: reset
             evidence:
               description: >-
                 The packet as seen, one line per hop in path order (time of that node's clock in UTC, hop,
                 addresses, flags or ICMP type, code and MTU, the quoted packet), and for a RST sent on the path
-                the captured hops that did not see it.
+                the captured hops that did not see it; from the counters the node and what it counted (the rule
+                with its packet and byte deltas, the route, the counter), then C(also:) the other candidates.
               type: list
               elements: str
               sample: ["12:53:31.841311 node-b calic25e805a467: 172.17.25.239.8443 > 172.17.25.79.51672 RST+ACK"]
@@ -244,7 +259,9 @@ report:
               description: >-
                 C(high) (seen on the sender's own hop, or named by an ICMP error's source address), C(medium)
                 (hops before it were not captured; a RST from an endpoint after the connection was established),
-                C(low) (fragmentation needed while the direction still got through).
+                C(low) (fragmentation needed while the direction still got through); from the counters C(high) when
+                a rule or the reverse path filter counted about the packets lost (or a route refuses the address),
+                C(medium) when it counted somewhat more or fewer, or for conntrack, neighbour and interface counters.
               type: str
             text:
               description: One plain sentence.

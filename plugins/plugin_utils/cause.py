@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils import cause_counters as cc
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import decode as dec
 
 NO_EXPLANATION = "no packet in the captures explains the loss"
@@ -48,7 +49,7 @@ _PROTO_NAME = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6"}
 
 # ranks: the lower, the more it explains (and the first one wins in a direction)
 _RANK = {"refusal": 0, "path-reset": 1, "icmp-unreachable": 2, "icmp-frag-needed": 3, "icmp-time-exceeded": 4,
-         "icmp-error": 5, "reset": 6}
+         "icmp-error": 5, "reset": 6, "counters": 7}
 
 
 _SYN = [i for i in range(64) if i & 0x12 == 0x02]       # flag words: SYN without ACK
@@ -255,6 +256,9 @@ def explain(an, rows):
     """
     ctx = _Context(an)
     causes = {}
+    # no packet says why: the nodes' counters may (cause_counters.py; none without counters)
+    counters = cc.by_node(an.caps)
+    flow = {"src": ctx.src, "dst": ctx.dst, "neighbours": set(ctx.nodes) | {ctx.src, ctx.dst}}
     for d, name in enumerate(DIRECTIONS):
         path = [r for r in rows if r["_d"] == d]
         items = []
@@ -264,7 +268,11 @@ def explain(an, rows):
                 items.append(item)
         items.extend(_icmp_items(d, rows, an.caps, ctx))
         if not items:
+            item = cc.explain(d, path, counters, flow)
+            items = [item] if item else []
+        if not items:
             causes[name] = None
+            causes["unexplained"] = causes.get("unexplained") or cc.unexplained(d, path, counters)
             continue
         best = min(items, key=lambda i: (_RANK[i["rank"]], i.get("ts", 0)))
         if best["kind"] == "reset" and best["who"] == "path":
@@ -318,7 +326,7 @@ def why(causes, directions, rows, healthy):
     resp = [r for r in rows if r["direction"] == "response"]
     status = {n: directions[n]["status"] for n in DIRECTIONS}
     if "lost" in status.values() or "partial" in status.values():
-        return NO_EXPLANATION
+        return causes.get("unexplained") or NO_EXPLANATION
     if status["request"] == "none" and any(r["status"] != "unknown" for r in req):
         return NO_EXPLANATION
     if status["request"] != "none" and status["response"] == "none" and any(r["status"] != "unknown" for r in resp):

@@ -117,11 +117,13 @@ def _problem(register, cid, what, step):
 
 
 def capture_list(plan, node_results, run_dir, prefix):
-    """Return ``[{key, node, interface, file, captured, received, dropped, ended_at, status, error}]``.
+    """Return ``[{key, node, interface, file, captured, received, dropped, ended_at, counters, status, error}]``.
 
     ``node_results`` maps a node to ``{"routes": ..., "armed": ..., "stopped": ...}`` as the role
     registered them (missing entries are fine). ``file`` is the capture's path under
-    ``run_dir/<node>/``. Keys whose value is unknown (no file, no counts, no error) are left out.
+    ``run_dir/<node>/``. ``counters`` are the node's counter deltas from the stop (the capture
+    module's ``counters``, one per node, on each of its captures). Keys whose value is unknown (no
+    file, no counts, no error) are left out.
     """
     out = []
     written = set()  # (node, interface): a second capture on one device is written under its id
@@ -130,7 +132,8 @@ def capture_list(plan, node_results, run_dir, prefix):
         res = node_results.get(node) or {}
         cid = plan_capture_id(prefix, cap) if iface or cap.get("select") else None
         entry = {"key": key, "node": node, "interface": iface, "file": None,
-                 "captured": None, "received": None, "dropped": None, "ended_at": None, "status": "ok", "error": None}
+                 "captured": None, "received": None, "dropped": None, "ended_at": None, "counters": None, "status": "ok",
+                 "error": None}
         problem = None
         checks = ((res.get("routes"), None, "reading routes", "discover"),
                   (res.get("armed"), cid, "starting the capture", "arm"),
@@ -142,6 +145,7 @@ def capture_list(plan, node_results, run_dir, prefix):
         stopped = _entry(res.get("stopped"), cid) or {}
         for count in ("captured", "received", "dropped", "ended_at"):
             entry[count] = stopped.get(count)
+        entry["counters"] = (res.get("stopped") or {}).get("counters") or None
         path = None
         if iface:
             path = os.path.join(run_dir, str(node), "%s.pcap" % (cid if (node, iface) in written else iface))
