@@ -27,6 +27,10 @@ description:
     inner src at C(udp[42:4]), dst at C(udp[46:4]), ports at C(udp[50:2])/C(udp[52:2]). IPv6 inner
     and IPv6 outer (C(ip6[40+n])) are supported.
   - An underlay NIC with WireGuard only shows the node pair's UDP - C(udp port 51820 and host PEER).
+  - Every filter but WireGuard's also passes the ICMP/ICMPv6 errors about the flow, as a second alternative -
+    destination unreachable, time exceeded, parameter problem, packet too big, from anyone, whose quoted
+    packet has the flow's protocol and addresses (inside the same tunnel on an underlay NIC), so that an
+    administratively prohibited or a fragmentation needed reaches the analysis.
   - Requires the Python library C(netaddr) on the controller.
 options:
   _input:
@@ -89,7 +93,9 @@ RETURN = r"""
 _value:
   description: A libpcap filter expression, to pass to tcpdump as one argument.
   type: str
-  sample: "host 172.17.25.79 and host 172.17.25.239 and tcp port 443"
+  sample: "(host 172.17.25.79 and host 172.17.25.239 and tcp port 443) or (icmp and (icmp[0]==3 or icmp[0]==11 or
+    icmp[0]==12) and icmp[17]==6 and ((icmp[20:4]==0xac11194f and icmp[24:4]==0xac1119ef) or (icmp[20:4]==0xac1119ef
+    and icmp[24:4]==0xac11194f)))"
 """
 
 

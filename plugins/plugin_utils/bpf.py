@@ -27,6 +27,17 @@ Offsets (outer IPv4 without options, which is what Linux tunnels send; the filte
            udp[] is not available (libpcap 1.10 rejects it), so the same offsets are taken from
            ip6[40 + n] (udp[n] behind a 40-byte IPv6 header without extension headers).
 
+Every flow filter also passes the ICMP/ICMPv6 errors about the flow (``icmp_error_part``):
+destination unreachable, time exceeded, parameter problem (and ICMPv6 packet too big) whose
+quoted packet has the flow's protocol and its two addresses either way round, wherever the error
+comes from (the destination pod refusing a UDP port, a node's REJECT rule, a router's
+fragmentation needed). Quoted header offsets behind an ICMP header of 8 bytes:
+    IPv4   icmp[0] type | icmp[8..] quoted IPv4: proto icmp[17], src icmp[20:4], dst icmp[24:4]
+           (libpcap's icmp[] follows the IPv4 header length); inside IPIP the inner ICMP is at
+           ip[40] (inner header without options), inside VXLAN at udp[50].
+    IPv6   ip6[40] type | ip6[48..] quoted IPv6: next header ip6[54], src ip6[56..71],
+           dst ip6[72..87] (no extension headers); inside VXLAN the ICMPv6 is at udp[70].
+
 A VLAN-tagged underlay is handled with libpcap's ``vlan`` keyword in front: it shifts every
 offset after it by the tag. All functions return a string; bad input raises
 :class:`ValidationError` (a ``ValueError``).
@@ -47,6 +58,8 @@ DEFAULT_PORTS = {"vxlan": 4789, "wireguard": 51820}
 # capture roles whose packets are the pod packets themselves
 PLAIN_ROLES = ("veth", "tunnel", "src-veth", "dst-veth", "tunnel-in", "tunnel-out")
 _IP_PROTO = {("tcp", 4): 6, ("udp", 4): 17, ("icmp", 4): 1, ("tcp", 6): 6, ("udp", 6): 17, ("icmp", 6): 58}
+ICMP4_ERRORS = (3, 11, 12)       # destination unreachable, time exceeded, parameter problem
+ICMP6_ERRORS = (1, 2, 3, 4)      # destination unreachable, packet too big, time exceeded, parameter problem
 
 
 def _flow(flow):
@@ -97,9 +110,43 @@ def _ports(load, l4_off, port):
     return "(%s==%d or %s==%d)" % (load(l4_off, 2), port, load(l4_off + 2, 2), port)
 
 
-def plain_filter(flow, vlan=None, snat_ips=None):
+def icmp_error_part(flow, load, icmp_at, version):
+    """The test for an ICMP (``version`` 4) or ICMPv6 (6) error about ``flow``: its ICMP header at
+    ``icmp_at`` (as ``load`` addresses it), its type one of the errors, the packet it quotes of the
+    flow's protocol with the flow's two addresses either way round.
+
+    ``(icmp[0]==3 or icmp[0]==11 or icmp[0]==12) and icmp[17]==6 and ((icmp[20:4]==S and ...) or (...))``
+    """
+    flow = _flow(flow)
+    types = ICMP4_ERRORS if version == 4 else ICMP6_ERRORS
+    kinds = "(%s)" % " or ".join("%s==%d" % (load(icmp_at, 1), t) for t in types)
+    quoted = icmp_at + 8
+    if version == 4:
+        proto, src, dst = quoted + 9, quoted + 12, quoted + 16
+    else:
+        proto, src, dst = quoted + 6, quoted + 8, quoted + 24
+    return "%s and %s==%d and %s" % (kinds, load(proto, 1), _IP_PROTO[(flow["proto"], version)], _pair(load, src, dst, flow))
+
+
+def _loader(name, base=0):
+    def load(offset, size):
+        return "%s[%d:%d]" % (name, base + offset, size) if size != 1 else "%s[%d]" % (name, base + offset)
+    return load
+
+
+def _or_errors(vlan, expr, errors):
+    """``expr``, or ``(expr) or (errors)`` when the ICMP errors are passed too, behind the VLAN prefix."""
+    if not errors:
+        return _vlan_prefix(vlan) + expr
+    # libpcap's and/or have one precedence, left to right: the VLAN test must hold for both parts
+    both = "(%s) or (%s)" % (expr, errors)
+    return _vlan_prefix(vlan) + "(%s)" % both if vlan not in (None, False, "") else both
+
+
+def plain_filter(flow, vlan=None, snat_ips=None, icmp_errors=True):
     """Filter for the pod packets themselves, e.g.
-    ``host 172.17.25.79 and host 172.17.25.239 and tcp port 443``.
+    ``(host 172.17.25.79 and host 172.17.25.239 and tcp port 443) or (icmp and ...)`` - the second
+    part the ICMP errors about the flow (``icmp_errors=False`` leaves it out).
 
     ``snat_ips``: addresses the source may be rewritten to on this interface (a node's egress
     NIC with masquerading); the filter then accepts either the pod or those as the other host.
@@ -115,10 +162,16 @@ def plain_filter(flow, vlan=None, snat_ips=None):
         expr = "%s and %s" % ("icmp" if version == 4 else "icmp6", hosts)
     else:
         expr = "%s and %s port %d" % (hosts, flow["proto"], flow["port"])
-    return _vlan_prefix(vlan) + expr
+    errors = None
+    if icmp_errors:
+        if version == 4:
+            errors = "icmp and " + icmp_error_part(flow, _loader("icmp"), 0, 4)
+        else:
+            errors = "icmp6 and " + icmp_error_part(flow, _loader("ip6"), 40, 6)
+    return _or_errors(vlan, expr, errors)
 
 
-def ipip_filter(flow, peer=None, vlan=None):
+def ipip_filter(flow, peer=None, vlan=None, icmp_errors=True):
     """Filter for IPIP (IPv4 in IPv4) on the underlay between this node and ``peer``.
 
     ``ip proto 4 and host PEER and ip[0]&0xf==5 and ((ip[32:4]==S and ip[36:4]==D) or
@@ -138,6 +191,7 @@ def ipip_filter(flow, peer=None, vlan=None):
             raise ValidationError("IPIP peer %s is IPv6; IPIP runs over IPv4: give the peer node's IPv4 address" % peer)
         parts.append("host %s" % peer)
     parts.append("ip[0]&0xf==5")
+    outer = list(parts)
 
     def load(offset, size):
         return "ip[%d:%d]" % (offset, size) if size != 1 else "ip[%d]" % offset
@@ -147,10 +201,14 @@ def ipip_filter(flow, peer=None, vlan=None):
     if flow["port"] is not None:
         parts.append("ip[20]&0xf==5 and ip[26:2]&0x1fff==0")
         parts.append(_ports(load, 40, flow["port"]))
-    return _vlan_prefix(vlan) + " and ".join(parts)
+    errors = None
+    if icmp_errors:
+        # an ICMP error about the flow, inside IPIP between the same nodes: inner ICMP at ip[40]
+        errors = " and ".join(outer + ["ip[29]==1 and ip[20]&0xf==5", icmp_error_part(flow, load, 40, 4)])
+    return _or_errors(vlan, " and ".join(parts), errors)
 
 
-def vxlan_filter(flow, peer=None, port=None, vlan=None, outer_family=None):
+def vxlan_filter(flow, peer=None, port=None, vlan=None, outer_family=None, icmp_errors=True):
     """Filter for VXLAN on the underlay: UDP ``port`` (default 4789) to/from ``peer``, inner
     Ethernet carrying the flow's pod packets in either direction.
 
@@ -176,6 +234,7 @@ def vxlan_filter(flow, peer=None, port=None, vlan=None, outer_family=None):
             return "ip6[%d:%d]" % (40 + offset, size) if size != 1 else "ip6[%d]" % (40 + offset)
     if peer:
         parts.append("host %s" % peer)
+    outer_parts = list(parts)
     inner = _version(flow["src"])
     proto = _IP_PROTO[(flow["proto"], inner)]
     if inner == 4:
@@ -191,7 +250,15 @@ def vxlan_filter(flow, peer=None, port=None, vlan=None, outer_family=None):
         parts.append("%s==%d" % (load(36, 1), proto))
         if flow["port"] is not None:
             parts.append(_ports(load, 70, flow["port"]))
-    return _vlan_prefix(vlan) + " and ".join(parts)
+    errors = None
+    if icmp_errors:
+        # an ICMP error about the flow inside the same tunnel: inner ICMP at udp[50], ICMPv6 at udp[70]
+        if inner == 4:
+            tests = ["%s==0x0800" % load(28, 2), "%s&0xf==5 and %s==1" % (load(30, 1), load(39, 1)), icmp_error_part(flow, load, 50, 4)]
+        else:
+            tests = ["%s==0x86dd" % load(28, 2), "%s==58" % load(36, 1), icmp_error_part(flow, load, 70, 6)]
+        errors = " and ".join(outer_parts + tests)
+    return _or_errors(vlan, " and ".join(parts), errors)
 
 
 def wireguard_filter(peer=None, port=None, vlan=None):

@@ -40,12 +40,12 @@ def test_missing_netaddr_becomes_a_filter_error(monkeypatch):
 def test_bpf_filter_from_capture_dict_string_and_kwargs():
     capture = {"encap": "ipip", "peer": "10.240.0.9", "role": "underlay"}
     got = bpf_filter.bpf_filter(capture, FLOW)
-    assert got.startswith("ip proto 4 and host 10.240.0.9 and ") and "ip[36:4]==0xac1119ef" in got
-    assert bpf_filter.bpf_filter("none", src="172.17.25.79", dst="172.17.25.239", proto="tcp", port=443) == \
-        "host 172.17.25.79 and host 172.17.25.239 and tcp port 443"
-    assert bpf_filter.bpf_filter({"encap": "ipip", "role": "tunnel"}, FLOW) == "host 172.17.25.79 and host 172.17.25.239 and tcp port 443"
+    assert got.startswith("(ip proto 4 and host 10.240.0.9 and ") and "ip[36:4]==0xac1119ef" in got
+    assert bpf_filter.bpf_filter("none", src="172.17.25.79", dst="172.17.25.239", proto="tcp", port=443).startswith(
+        "(host 172.17.25.79 and host 172.17.25.239 and tcp port 443) or (icmp and (icmp[0]==3 or ")
+    assert bpf_filter.bpf_filter({"encap": "ipip", "role": "tunnel"}, FLOW) == bpf_filter.bpf_filter("none", FLOW)
     assert bpf_filter.bpf_filter("wireguard", FLOW, peer="10.240.0.9") == "udp port 51820 and host 10.240.0.9"
-    assert bpf_filter.bpf_filter("vxlan", FLOW, peer="10.0.0.2", underlay_port=8472, vlan=True).startswith("vlan and udp port 8472")
+    assert bpf_filter.bpf_filter("vxlan", FLOW, peer="10.0.0.2", underlay_port=8472, vlan=True).startswith("vlan and ((udp port 8472")
 
 
 @pytest.mark.parametrize("args, kwargs, message", [

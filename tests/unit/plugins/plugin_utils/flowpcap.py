@@ -155,3 +155,15 @@ def plain(inner, vlan=None):
 
 def arp():
     return ether(b"\0\x01\x08\0\x06\x04\0\x01" + b"\0" * 20, ethertype=0x0806)
+
+
+def flow_part(expr):
+    """The flow's own part of a bpf filter: without the ICMP errors part bpf adds as ``(flow) or (errors)``."""
+    if not expr.startswith("("):
+        return expr
+    depth = 0
+    for i, ch in enumerate(expr):
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0:
+            return expr[1:i] if expr[i + 1:].startswith(" or (") else expr
+    return expr

@@ -1,11 +1,13 @@
 """bpf: every expression compiled by the real libpcap and applied to real and generated pcaps."""
+import struct
+
 import pytest
 
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import bpf
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.validation import ValidationError
 
 from flowpcap import (
-    DLT_RAW, arp, compile_filter, inner_ip, ipip, matching, needs_tcpdump, plain, shared_pcap,
+    DLT_RAW, arp, compile_filter, icmp_echo, inner_ip, ipip, ipv4, ipv6, matching, needs_tcpdump, plain, shared_pcap,
     vxlan, write_pcap,
 )
 
@@ -17,45 +19,64 @@ SEED_UNDERLAY = "proto 4 and host 10.240.0.9 and ip[36:4]==0xac1119ef"
 
 # --- the strings -----------------------------------------------------------------------------
 
+# the ICMP errors about the flow, after " or " (bpf.icmp_error_part)
+ERRORS4 = ("(icmp[0]==3 or icmp[0]==11 or icmp[0]==12) and icmp[17]==6 and ((icmp[20:4]==0xac11194f and "
+           "icmp[24:4]==0xac1119ef) or (icmp[20:4]==0xac1119ef and icmp[24:4]==0xac11194f))")
+
+
 def test_plain_filter_tcp():
-    assert bpf.plain_filter(FLOW) == "host 172.17.25.79 and host 172.17.25.239 and tcp port 443"
+    assert bpf.plain_filter(FLOW) == "(host 172.17.25.79 and host 172.17.25.239 and tcp port 443) or (icmp and %s)" % ERRORS4
+    assert bpf.plain_filter(FLOW, icmp_errors=False) == "host 172.17.25.79 and host 172.17.25.239 and tcp port 443"
 
 
 def test_plain_filter_icmp_ignores_port():
-    assert bpf.plain_filter(dict(FLOW, proto="icmp")) == "icmp and host 172.17.25.79 and host 172.17.25.239"
+    assert bpf.plain_filter(dict(FLOW, proto="icmp")) == "(icmp and host 172.17.25.79 and host 172.17.25.239) or (icmp and %s)" % (
+        ERRORS4.replace("icmp[17]==6", "icmp[17]==1"))
 
 
 def test_plain_filter_ipv6_icmp_and_vlan():
     flow = {"src": "fd00::2", "dst": "fd00::1", "proto": "icmp"}
-    assert bpf.plain_filter(flow, vlan=100) == "vlan 100 and icmp6 and host fd00::2 and host fd00::1"
+    got = bpf.plain_filter(flow, vlan=100)
+    # the VLAN test holds for both parts (libpcap's and/or share one precedence)
+    assert got.startswith("vlan 100 and ((icmp6 and host fd00::2 and host fd00::1) or (icmp6 and (ip6[40]==1 or ip6[40]==2 or "
+                          "ip6[40]==3 or ip6[40]==4) and ip6[54]==58 and (((ip6[56:4]==0xfd000000 and ")
+    assert got.endswith(")))")
+    assert bpf.plain_filter(flow, vlan=100, icmp_errors=False) == "vlan 100 and icmp6 and host fd00::2 and host fd00::1"
 
 
 def test_plain_filter_with_snat_addresses():
-    got = bpf.plain_filter({"src": SRC, "dst": "8.8.8.8", "proto": "udp", "port": 53}, snat_ips=[NODE_A])
+    got = bpf.plain_filter({"src": SRC, "dst": "8.8.8.8", "proto": "udp", "port": 53}, snat_ips=[NODE_A], icmp_errors=False)
     assert got == "host 8.8.8.8 and (host 172.17.25.79 or host 10.240.128.12) and udp port 53"
 
 
 def test_ipip_filter_contains_seed_constants():
     got = bpf.ipip_filter(FLOW, peer=NODE_B)
     assert got == (
-        "ip proto 4 and host 10.240.0.9 and ip[0]&0xf==5 and "
+        "(ip proto 4 and host 10.240.0.9 and ip[0]&0xf==5 and "
         "((ip[32:4]==0xac11194f and ip[36:4]==0xac1119ef) or (ip[32:4]==0xac1119ef and ip[36:4]==0xac11194f)) "
-        "and ip[29]==6 and ip[20]&0xf==5 and ip[26:2]&0x1fff==0 and (ip[40:2]==443 or ip[42:2]==443)"
+        "and ip[29]==6 and ip[20]&0xf==5 and ip[26:2]&0x1fff==0 and (ip[40:2]==443 or ip[42:2]==443)) or "
+        "(ip proto 4 and host 10.240.0.9 and ip[0]&0xf==5 and ip[29]==1 and ip[20]&0xf==5 and "
+        "(ip[40]==3 or ip[40]==11 or ip[40]==12) and ip[57]==6 and "
+        "((ip[60:4]==0xac11194f and ip[64:4]==0xac1119ef) or (ip[60:4]==0xac1119ef and ip[64:4]==0xac11194f)))"
     )
 
 
 def test_vxlan_filter_offsets():
-    got = bpf.vxlan_filter(FLOW, peer=NODE_B)
+    got = bpf.vxlan_filter(FLOW, peer=NODE_B, icmp_errors=False)
     assert got.startswith("udp port 4789 and host 10.240.0.9 and udp[28:2]==0x0800 and ")
     assert "udp[42:4]==0xac11194f and udp[46:4]==0xac1119ef" in got
     assert "udp[39]==6" in got
     assert got.endswith("(udp[50:2]==443 or udp[52:2]==443)")
+    assert (") or (udp port 4789 and host 10.240.0.9 and udp[28:2]==0x0800 and udp[30]&0xf==5 and udp[39]==1 and "
+            "(udp[50]==3 or udp[50]==11 or udp[50]==12) and udp[67]==6 and ((udp[70:4]==0xac11194f and ") in bpf.vxlan_filter(FLOW, peer=NODE_B)
 
 
 def test_vxlan_filter_ipv6_outer_uses_ip6_offsets():
     got = bpf.vxlan_filter({"src": "fd00::2", "dst": "fd00::1", "proto": "tcp", "port": 80}, peer="2001:db8::1")
-    assert got.startswith("ip6 and udp port 4789 and host 2001:db8::1 and ip6[68:2]==0x86dd")
+    assert got.startswith("(ip6 and udp port 4789 and host 2001:db8::1 and ip6[68:2]==0x86dd")
     assert "ip6[78:4]==0xfd000000" in got and "ip6[110:2]==80" in got
+    # the ICMPv6 error inside: type at udp[70] = ip6[110], quoted next header ip6[124], src from ip6[126]
+    assert "ip6[76]==58 and (ip6[110]==1 or ip6[110]==2 or ip6[110]==3 or ip6[110]==4) and ip6[124]==6 and " in got
 
 
 def test_wireguard_filter():
@@ -70,7 +91,7 @@ def test_capture_filter_tunnel_and_veth_roles_are_plain():
 
 def test_capture_filter_vxlan_port_from_capture():
     got = bpf.capture_filter({"role": "underlay", "encap": "vxlan", "peer": NODE_B, "vxlan_port": 8472}, FLOW)
-    assert got.startswith("udp port 8472 and host 10.240.0.9")
+    assert got.startswith("(udp port 8472 and host 10.240.0.9")
 
 
 def test_any_of_combines_distinct_filters():
@@ -310,3 +331,53 @@ def test_wireguard_filter_sees_only_the_node_pair(tmp_path):
     ]
     path = write_pcap(tmp_path / "wg.pcap", packets)
     assert matching(path, bpf.wireguard_filter(peer=NODE_B), tmp_path) == [0, 1]
+
+
+# --- ICMP errors about the flow --------------------------------------------------------------
+
+def _icmp_error(sender, to, quoted, itype=3, code=13):
+    """An ICMP error from ``sender`` to ``to`` quoting the first 28 bytes of ``quoted`` (as a kernel sends it)."""
+    return ipv4(sender, to, 1, struct.pack("!BBHI", itype, code, 0, 0) + quoted[:28])
+
+
+def _icmp6_error(sender, to, quoted, itype=1, code=1):
+    return ipv6(sender, to, 58, struct.pack("!BBHI", itype, code, 0, 0) + quoted[:48])
+
+
+@needs_tcpdump
+def test_plain_filter_passes_icmp_errors_about_the_flow_only(tmp_path):
+    request = inner_ip(SRC, DST, "tcp", 38362, 443)
+    packets = [
+        request,                                                                  # 0 the flow
+        _icmp_error(NODE_B, SRC, request),                                        # 1 admin prohibited from node-b
+        _icmp_error(DST, SRC, request, code=3),                                   # 2 port unreachable from the pod
+        _icmp_error(NODE_B, SRC, inner_ip(OTHER, DST, "tcp", 38362, 443)),        # 3 about another pod
+        _icmp_error(NODE_B, SRC, inner_ip(SRC, DST, "udp", 38362, 443)),          # 4 about udp
+        ipv4(NODE_B, SRC, 1, icmp_echo()),                                        # 5 an echo request, not an error
+        _icmp_error(NODE_B, DST, inner_ip(DST, SRC, "tcp", 443, 38362), itype=11, code=0),  # 6 time exceeded, response
+    ]
+    path = write_pcap(tmp_path / "errors.pcap", packets, linktype=DLT_RAW)
+    assert matching(path, bpf.plain_filter(FLOW), tmp_path) == [0, 1, 2, 6]
+    assert matching(path, bpf.plain_filter(FLOW, icmp_errors=False), tmp_path) == [0]
+    v6 = {"src": "fd00::2", "dst": "fd00::1", "proto": "tcp", "port": 443}
+    req6 = inner_ip("fd00::2", "fd00::1", "tcp", 38362, 443)
+    path6 = write_pcap(tmp_path / "errors6.pcap", [
+        _icmp6_error("fd00::9", "fd00::2", req6), _icmp6_error("fd00::9", "fd00::2", inner_ip("fd00::3", "fd00::1", "tcp", 1, 443)),
+        _icmp6_error("fd00::9", "fd00::2", req6, itype=2, code=0)], linktype=DLT_RAW)
+    assert matching(path6, bpf.plain_filter(v6), tmp_path) == [0, 2]
+
+
+@needs_tcpdump
+def test_tunnel_filters_pass_icmp_errors_inside_the_tunnel(tmp_path):
+    request = inner_ip(SRC, DST, "tcp", 38362, 443)
+    packets = [
+        ipip(NODE_B, NODE_A, _icmp_error(NODE_B, SRC, request)),                    # 0 ipip, about the flow
+        ipip(NODE_B, NODE_A, _icmp_error(NODE_B, SRC, inner_ip(OTHER, DST, "tcp", 1, 443))),  # 1 ipip, other flow
+        vxlan(NODE_B, NODE_A, _icmp_error(NODE_B, SRC, request)),                   # 2 vxlan, about the flow
+        vxlan(NODE_B, NODE_A, _icmp_error(NODE_B, SRC, inner_ip(SRC, DST, "udp", 1, 443))),  # 3 vxlan, about udp
+        ipip(NODE_B, NODE_C, _icmp_error(NODE_B, SRC, request)),                    # 4 ipip, another peer
+    ]
+    path = write_pcap(tmp_path / "tunnel_errors.pcap", packets)
+    assert matching(path, bpf.ipip_filter(FLOW, peer=NODE_A), tmp_path) == [0]
+    assert matching(path, bpf.vxlan_filter(FLOW, peer=NODE_A), tmp_path) == [2]
+    assert matching(path, bpf.ipip_filter(FLOW, peer=NODE_A, icmp_errors=False), tmp_path) == []

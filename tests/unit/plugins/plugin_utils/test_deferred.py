@@ -71,7 +71,7 @@ def test_seed_selections_name_the_routes_the_other_node_resolves():
         "node-b/?172.17.25.239": ("veth", {"route_to": "172.17.25.239", "local": True}),
     }
     underlay = next(c for c in plan["captures"] if c["key"] == "node-b/?10.240.128.12")
-    assert underlay["filter"].startswith("ip proto 4 and host 10.240.128.12 and ")
+    assert underlay["filter"].startswith("(ip proto 4 and host 10.240.128.12 and ")
     assert [capture_name(c) for c in plan["captures"]] == [
         "cali41f14107a8d", "tunl0", "eth0", "sel-underlay", "sel-tunnel", "sel-veth"]
 

@@ -5,7 +5,7 @@ import pytest
 from ansible_collections.hoptrace.k8s.plugins.module_utils._ip_route_text import parse_ip_route
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.plan import NoNodeError, PlanError, build_plan
 
-from flowpcap import compile_filter, needs_tcpdump
+from flowpcap import compile_filter, flow_part, needs_tcpdump
 
 
 def node(routes, links, node_ips, peers=None, workloads=None, local_blocks=None):
@@ -87,12 +87,12 @@ def test_seed_acceptance():
     assert sorted(caps) == ["node-a/cali41f14107a8d", "node-a/eth0", "node-a/tunl0",
                             "node-b/calic25e805a467", "node-b/eth0", "node-b/tunl0"]
     src_eth0 = caps["node-a/eth0"]["filter"]
-    assert src_eth0.startswith("ip proto 4 and host 10.240.0.9 and ")
+    assert src_eth0.startswith("(ip proto 4 and host 10.240.0.9 and ")
     assert "ip[36:4]==0xac1119ef" in src_eth0 and "ip[32:4]==0xac1119ef" in src_eth0
     assert "host 10.240.128.12" in caps["node-b/eth0"]["filter"]
     plain = "host 172.17.25.79 and host 172.17.25.239 and tcp port 443"
     for key in ("node-a/cali41f14107a8d", "node-a/tunl0", "node-b/tunl0", "node-b/calic25e805a467"):
-        assert caps[key]["filter"] == plain
+        assert flow_part(caps[key]["filter"]) == plain
     assert caps["node-a/tunl0"]["link_type"] == "RAW" and caps["node-a/eth0"]["link_type"] == "EN10MB"
     assert caps["node-a/eth0"]["peer"] == "10.240.0.9" and caps["node-b/eth0"]["peer"] == "10.240.128.12"
     assert caps["node-a/eth0"]["encap"] == "ipip" and caps["node-a/tunl0"]["role"] == "tunnel"
@@ -111,7 +111,7 @@ def test_seed_without_workloads_or_links_derives_them():
     plan = build_plan(bare, "172.17.25.79", "172.17.25.239", "icmp")
     assert [h["interface"] for h in plan["hops"]][:6] == [
         "cali41f14107a8d", "tunl0", "eth0", "eth0", "tunl0", "calic25e805a467"]
-    assert captures(plan)["node-a/eth0"]["filter"].endswith("ip[29]==1")
+    assert flow_part(captures(plan)["node-a/eth0"]["filter"]).endswith("ip[29]==1")
 
 
 # --- VXLAN, renamed devices, three nodes ---------------------------------------------------------
@@ -146,9 +146,9 @@ def test_vxlan_three_nodes_renamed_underlay():
     ]
     assert len(plan["hops"]) == 12
     caps = captures(plan)
-    assert caps["n1/ens5"]["filter"].startswith("udp port 4789 and host 10.0.3.13 and udp[28:2]==0x0800")
+    assert caps["n1/ens5"]["filter"].startswith("(udp port 4789 and host 10.0.3.13 and udp[28:2]==0x0800")
     assert "udp[46:4]==0xac10030a" in caps["n1/ens5"]["filter"]
-    assert caps["n3/ens5"]["filter"].startswith("udp port 4789 and host 10.0.1.11 ")
+    assert caps["n3/ens5"]["filter"].startswith("(udp port 4789 and host 10.0.1.11 ")
     assert caps["n1/ens5"]["vxlan_port"] == 4789
     assert caps["n1/vxlan.calico"]["link_type"] == "EN10MB"
     assert not any(c["node"] == "n2" for c in plan["captures"])
@@ -157,8 +157,8 @@ def test_vxlan_three_nodes_renamed_underlay():
 def test_flannel_style_vxlan_port_comes_from_the_link():
     plan = build_plan(_vxlan_nodes(name="flannel.1", port=8472, nic="enp1s0"), "172.16.2.10", "172.16.1.10", "udp", 53)
     caps = captures(plan)
-    assert caps["n2/enp1s0"]["filter"].startswith("udp port 8472 and host 10.0.1.11")
-    assert caps["n2/flannel.1"]["filter"] == "host 172.16.2.10 and host 172.16.1.10 and udp port 53"
+    assert caps["n2/enp1s0"]["filter"].startswith("(udp port 8472 and host 10.0.1.11")
+    assert flow_part(caps["n2/flannel.1"]["filter"]) == "host 172.16.2.10 and host 172.16.1.10 and udp port 53"
     assert caps["n1/enp1s0"]["underlay_port"] == 8472
 
 
@@ -187,7 +187,7 @@ def test_bgp_ipv6_eight_hops_plain_filters():
     assert path(plan, "response") == [
         ("b", "cali0000000002b", "dst-veth", "none"), ("b", "ens5", "underlay-out", "none"),
         ("a", "ens5", "underlay-in", "none"), ("a", "cali0000000001a", "src-veth", "none")]
-    assert {c["filter"] for c in plan["captures"]} == {"host fd00:172:16:1::5 and host fd00:172:16:2::7 and tcp port 443"}
+    assert {flow_part(c["filter"]) for c in plan["captures"]} == {"host fd00:172:16:1::5 and host fd00:172:16:2::7 and tcp port 443"}
     assert {h["node_ip"] for h in plan["hops"]} == {"fd00:10::11", "fd00:10::12"}
 
 
@@ -215,7 +215,7 @@ def _crosssubnet_nodes():
 def test_crosssubnet_same_subnet_is_unencapsulated():
     plan = build_plan(_crosssubnet_nodes(), "172.16.1.10", "172.16.2.10", "tcp", 80)
     assert plan["encap"] == "none" and len(plan["hops"]) == 8
-    assert captures(plan)["n1/ens5"]["filter"] == "host 172.16.1.10 and host 172.16.2.10 and tcp port 80"
+    assert flow_part(captures(plan)["n1/ens5"]["filter"]) == "host 172.16.1.10 and host 172.16.2.10 and tcp port 80"
 
 
 def test_crosssubnet_other_subnet_is_ipip_on_a_renamed_tunnel():
@@ -223,8 +223,8 @@ def test_crosssubnet_other_subnet_is_ipip_on_a_renamed_tunnel():
     assert plan["encap"] == "ipip" and len(plan["hops"]) == 12
     assert [h["interface"] for h in plan["hops"]][:6] == ["cali00000172161", "tunl-x", "ens5", "ens5", "tunl-x", "cali00000172163"]
     caps = captures(plan)
-    assert caps["n1/ens5"]["filter"].startswith("ip proto 4 and host 10.2.0.13 ")
-    assert caps["n3/ens5"]["filter"].startswith("ip proto 4 and host 10.1.0.11 ")
+    assert caps["n1/ens5"]["filter"].startswith("(ip proto 4 and host 10.2.0.13 ")
+    assert caps["n3/ens5"]["filter"].startswith("(ip proto 4 and host 10.1.0.11 ")
     assert caps["n1/tunl-x"]["link_type"] == "RAW"
 
 
@@ -247,7 +247,7 @@ def test_wireguard_routes_in_their_own_table_win():
     caps = captures(plan)
     assert caps["w1/eth0"]["filter"] == "udp port 51820 and host 10.0.0.12"
     assert caps["w2/eth0"]["filter"] == "udp port 51820 and host 10.0.0.11"
-    assert caps["w1/wireguard.cali"]["filter"] == "host 172.16.1.10 and host 172.16.2.10 and tcp port 443"
+    assert flow_part(caps["w1/wireguard.cali"]["filter"]) == "host 172.16.1.10 and host 172.16.2.10 and tcp port 443"
     assert caps["w1/wireguard.cali"]["link_type"] == "RAW"
 
 
@@ -268,7 +268,7 @@ def test_external_dst_ends_at_the_egress_nic():
     assert path(plan, "response") == [("node-a", "eth0", "underlay-in", "none"), ("node-a", "cali41f14107a8d", "src-veth", "none")]
     egress = captures(plan)["node-a/eth0"]
     assert egress["role"] == "egress"
-    assert egress["filter"] == "host 8.8.8.8 and (host 172.17.25.79 or host 10.240.128.12) and tcp port 443"
+    assert flow_part(egress["filter"]) == "host 8.8.8.8 and (host 172.17.25.79 or host 10.240.128.12) and tcp port 443"
 
 
 def test_external_dst_without_route_keeps_the_veth_and_warns():
@@ -287,8 +287,8 @@ def test_asymmetric_encapsulation_combines_filters_and_warns():
     assert "asymmetric" in plan["warnings"][0]
     combined = captures(plan)["node-a/eth0"]
     assert combined["encap"] == "mixed"
-    assert combined["filter"].startswith("(ip proto 4 and host 10.240.0.9 ")
-    assert combined["filter"].endswith(") or (host 172.17.25.79 and host 172.17.25.239 and tcp port 443)")
+    assert combined["filter"].startswith("((ip proto 4 and host 10.240.0.9 ")
+    assert ") or ((host 172.17.25.79 and host 172.17.25.239 and tcp port 443) or (icmp and " in combined["filter"]
 
 
 def test_stale_tunnel_route_to_another_node_warns():
