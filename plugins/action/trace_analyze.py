@@ -47,7 +47,8 @@ class ActionModule(ActionBase):
         try:
             pcapio.require_dpkt()
             rep = analysis.analyze(args["plan"], args["captures"], args["vxlan_ports"])
-            files = report.write_report_files(rep, out)
+            junit = os.path.abspath(os.path.expanduser(args["junit"])) if args["junit"] else None
+            files = report.write_report_files(rep, out, junit=junit, pcapng="trace.pcapng" if args["merge_pcapng"] else None)
             if args["merge_pcapng"]:
                 sources = [(c["key"], c["file"]) for c in args["captures"]
                            if c.get("status") == "ok" and c.get("file") and os.path.exists(c["file"])]

@@ -29,6 +29,12 @@ description:
     symmetry on the underlay hops) and delays are corrected, which the report says.
   - Writes C(report.json), C(report.md) and C(trace.pcapng) (one interface per capture, named
     like C(node-b/tunl0)) into O(output_dir).
+  - Also writes C(report.html) there, one self-contained page (no script, nothing fetched) with the
+    path drawn - each node a box with its hops, the request and the response as arrows through them,
+    each hop coloured by its status, the delays between hops, where a direction stopped and why - above
+    the hop table, the verdict, the notes and links to the captures; and C(junit.xml), the trace as a
+    JUnit test suite (one test case per hop and direction, a failure on the hops that lost the flow,
+    one more for the verdict), also written to O(junit) when given.
 author:
   - hoptrace developers (@hoptrace)
 requirements:
@@ -99,6 +105,12 @@ options:
     description: Run folder where the reports and the merged pcapng are written (created if needed).
     type: path
     required: true
+  junit:
+    description:
+      - A file path on the controller where C(junit.xml) is also written (for a CI job to collect); its
+        directory must exist. The run folder always has its own C(junit.xml).
+    type: path
+    version_added: 0.2.0
   merge_pcapng:
     description: Write C(trace.pcapng), all captures merged in time order.
     type: bool
@@ -166,6 +178,18 @@ files:
     markdown:
       description: report.md
       type: str
+    html:
+      description: report.html (the path drawn, the hop table, links to the captures).
+      type: str
+      version_added: 0.2.0
+    junit:
+      description: junit.xml in the run folder.
+      type: str
+      version_added: 0.2.0
+    junit_copy:
+      description: The copy of junit.xml written to O(junit) (absent without it).
+      type: str
+      version_added: 0.2.0
     pcapng:
       description: trace.pcapng (absent when O(merge_pcapng=false)).
       type: str

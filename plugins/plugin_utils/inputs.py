@@ -11,6 +11,7 @@ nodes, the entry node named with ``via``, and the per-step timeout derived from 
 
 from __future__ import annotations
 
+import os
 import re
 
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.hosting import node_group
@@ -38,6 +39,42 @@ def check_number(name, value, low, high):
     return int(text)
 
 
+_UNSAFE_PATH = re.compile(r"[\x00-\x1f\x7f;&|$`<>*?!\\\"']")
+
+
+def check_junit(value):
+    """``junit``: a controller file path for a copy of junit.xml, or empty; returns it absolute, or "".
+
+    No shell metacharacters, quotes or control characters (newlines); not a directory; its directory
+    must exist and be writable, so that a typo fails before anything runs on a node.
+    """
+    text = "" if value is None else str(value)
+    if not text.strip():
+        return ""
+    if _UNSAFE_PATH.search(text):
+        raise ValidationError("junit %r has a character a path should not have (shell metacharacters, quotes, "
+                              "control characters or newlines): give a plain file path such as reports/hoptrace.xml" % text)
+    path = os.path.abspath(os.path.expanduser(text))
+    if os.path.isdir(path):
+        raise ValidationError("junit %s is a directory: give a file path such as %s" % (text, os.path.join(text, "junit.xml")))
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise ValidationError("junit %s: directory %s does not exist on the controller; create it or give another path" % (text, parent))
+    if not os.access(parent, os.W_OK):
+        raise ValidationError("junit %s: directory %s is not writable; give another path" % (text, parent))
+    return path
+
+
+def check_bool(name, value):
+    """``value`` as a bool (true/false, yes/no, on/off, 1/0), or ValidationError naming the spellings."""
+    if isinstance(value, bool):
+        return value
+    text = "" if value is None else str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValidationError("%s %r is not a yes/no value: give true or false" % (name, value))
+
+
 def step_timeout(deadline):
     """Seconds every remote step (and the ssh connection inside it) may take: deadline/4 in 5..30."""
     return min(max(int(deadline) // 4, 5), 30)
@@ -47,9 +84,10 @@ def check_inputs(settings, groups):
     """Check one trace's settings; returns what the role needs next.
 
     :arg settings: ``src``, ``dst``, ``proto``, ``port``, ``mode``, the numbers of :data:`RANGES`,
-        ``nodes`` (a group name or empty) and ``via`` (a host name or empty).
+        ``nodes`` (a group name or empty), ``via`` (a host name or empty) and ``junit`` (a controller
+        file path or empty, see :func:`check_junit`; ``junit`` in the result is it made absolute).
     :arg groups: the inventory's ``{group: [hosts]}`` (Ansible's ``groups``).
-    :returns: ``{numbers, src_ref, dst_ref, unresolved, flow, cluster, step_timeout}``; ``flow``
+    :returns: ``{numbers, src_ref, dst_ref, unresolved, flow, cluster, step_timeout, junit}``; ``flow``
         is the validated flow when src and dst are IPs, else None and ``unresolved`` lists the
         ``{what, ref}`` that need the Kubernetes API.
     :raises ValidationError: (or :class:`~hosting.PathError`, also a ValueError) saying what to fix.
@@ -79,4 +117,5 @@ def check_inputs(settings, groups):
         "flow": flow,
         "cluster": cluster,
         "step_timeout": step_timeout(numbers["deadline"]),
+        "junit": check_junit(settings.get("junit")),
     }

@@ -12,8 +12,8 @@ Every string taken from the report (node and interface names come from inventori
 Each hop is an SVG ``<g class="hop">`` with ``data-direction``, ``data-index``, ``data-node``,
 ``data-interface`` and ``data-status`` (the hop's status in lower case: seen, lost, partial,
 missed, none, unknown); the first lost or partial hop of a direction has a ``<g class="stop">``
-with the direction's cause text. Per-hop ``loss_pct``, ``latency_ms`` (p50/p95/max) and
-``probes`` are shown when the report has them.
+with the direction's cause text. Repeat mode's per-hop ``loss_pct`` and ``latency_ms``
+(p50/p95/max) and the report's ``repeat`` (count, lost) are shown when the report has them.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ class _Geometry:
         else:
             self.step, self.gap, self.start = 74, 60, 62
             self.hw, self.hh = 44, 17
-            self.lane = {"request": 232, "response": 336}
+            self.lane = {"request": 220, "response": 318}
             self.label = 16
             self.box = (8, 392)
         self.pos, node_of, at = [], None, self.start
@@ -256,7 +256,8 @@ def _arrow_svg(geo, cols, a, b, prev_hop, hop):
         color, dash, cls = "#b91c1c", ' stroke-dasharray="6 4"', "lost"
     else:
         color, dash, cls = "#9ca3af", ' stroke-dasharray="3 4"', "dim"
-    marker = {"ok": "ah-ok", "lost": "ah-lost", "dim": "ah-dim"}[cls]
+    # marker ids are per drawing: an id used twice resolves to the first, which may be hidden
+    marker = "ah-%s-%s" % (cls, "wide" if geo.wide else "narrow")
     out = ['<g class="arrow %s" data-direction="%s" data-to="%s">' % (cls, _e(direction), _e(hop.get("index"))),
            '<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2"%s marker-end="url(#%s)"/>'
            % (x1, y1, x2, y2, color, dash, marker)]
@@ -279,9 +280,9 @@ def _arrow_svg(geo, cols, a, b, prev_hop, hop):
     return "".join(out)
 
 
-def _defs():
+def _defs(suffix):
     heads = []
-    for name, color in (("ah-ok", "#15803d"), ("ah-lost", "#b91c1c"), ("ah-dim", "#9ca3af")):
+    for name, color in (("ah-ok-" + suffix, "#15803d"), ("ah-lost-" + suffix, "#b91c1c"), ("ah-dim-" + suffix, "#9ca3af")):
         heads.append('<marker id="%s" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
                      '<path d="M0,0 L10,5 L0,10 z" fill="%s"/></marker>' % (name, color))
     return "<defs>%s</defs>" % "".join(heads)
@@ -309,7 +310,8 @@ def _drawing(report, wide, suffix):
             body.append(_text(bx + 10, by + 22, node, anchor="start", size=15, weight="bold"))
             body.append(_text(bx + 10, by + 38, role, anchor="start", size=10, fill="#4b5563"))
         else:
-            body.append(_text(bx + 10, by + 20, "%s  (%s)" % (node, role), anchor="start", size=14, weight="bold"))
+            body.append(_text(bx + 10, by + 20, node, anchor="start", size=14, weight="bold"))
+            body.append(_text(bx + 10, by + 33, role, anchor="start", size=10, fill="#4b5563"))
         body.append("</g>")
     roles = {}
     for hop in hops:
@@ -389,7 +391,7 @@ def _drawing(report, wide, suffix):
     height = legend_y + 14
     label = "path of the traced flow: %d hops on %d node%s" % (len(hops), len(nodes), "" if len(nodes) == 1 else "s")
     return ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" role="img" aria-label="%s" data-layout="%s" id="path-%s">%s%s</svg>'
-            % (width, height, _e(label), "wide" if wide else "narrow", suffix, _defs(), "".join(body)))
+            % (width, height, _e(label), "wide" if wide else "narrow", suffix, _defs(suffix), "".join(body)))
 
 
 def _href(path, run_dir):
@@ -479,9 +481,13 @@ def render_html(report, run_dir=None, pcapng="trace.pcapng"):
                  % ("healthy" if healthy else "unhealthy", _e(report.get("verdict") or "none")))
     if report.get("why"):
         parts.append('<p id="why"><strong>why:</strong> %s</p>' % _e(report["why"]))
-    count = report.get("count") or report.get("probes")
+    repeat = report.get("repeat") if isinstance(report.get("repeat"), dict) else {}
+    count = repeat.get("count") or report.get("count")
     if count:
-        parts.append("<p><strong>probes:</strong> %s</p>" % _e(count))
+        text = "%s" % count
+        if repeat.get("lost") is not None:
+            text += ", %s lost (%g %%; max_loss %g %%)" % (repeat["lost"], repeat.get("loss_pct") or 0, repeat.get("max_loss") or 0)
+        parts.append('<p id="probes"><strong>probes:</strong> %s</p>' % _e(text))
     parts.append("<p>healthy: %s, complete: %s, uncertain: %s</p></div>" % (
         str(healthy).lower(), str(bool(report.get("complete"))).lower(), str(bool(report.get("uncertain"))).lower()))
     parts.append('<div class="drawing wide">%s</div>' % _drawing(report, True, "wide"))

@@ -56,6 +56,9 @@ def _run(tmp_path, extra):
     ({"nodes": "empty"}, "empty"),
     ({"nodes": "no-such-group"}, "no-such-group"),
     ({"via": "worker-99"}, "via worker-99 is not a host of this inventory; name a node of the cluster (one of worker-01"),
+    ({"junit": "/no/such/dir/junit.xml"},
+     "junit /no/such/dir/junit.xml: directory /no/such/dir does not exist on the controller; create it or give another path"),
+    ({"junit": "ci.xml; reboot"}, "junit 'ci.xml; reboot' has a character a path should not have"),
 ])
 def test_refused_before_any_node_is_contacted(tmp_path, extra, message):
     rc, out, contacts, out_dir = _run(tmp_path, extra)

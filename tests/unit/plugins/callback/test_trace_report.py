@@ -59,7 +59,7 @@ def test_table_printed_at_the_end(tmp_path, trace):
     assert "verdict: request reached node-b eth0 and was not seen on node-b tunl0\n  (decapsulation)" in tail
     assert "files: %s" % (tmp_path / "run") in tail
     assert "\033[" not in tail                       # not a TTY: no colour
-    assert sorted(os.listdir(tmp_path / "run")) == ["report.json", "report.md", "trace.pcapng"]
+    assert sorted(os.listdir(tmp_path / "run")) == ["junit.xml", "report.html", "report.json", "report.md", "trace.pcapng"]
 
 
 def test_failed_play_prints_plan_and_reason(tmp_path, trace):

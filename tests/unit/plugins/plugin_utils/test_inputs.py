@@ -62,3 +62,25 @@ def test_each_bad_input_is_refused_with_what_to_fix(override, message):
 def test_numbers_are_checked_before_the_addresses():
     with pytest.raises(ValidationError, match="^deadline 0 is out of range"):
         check_inputs(settings(deadline=0, src="bad"), GROUPS)
+
+
+# junit: a controller path for a copy of junit.xml, checked before anything runs on a node
+def test_junit_path_is_made_absolute_and_empty_means_none(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert check_inputs(settings(junit="ci-junit.xml"), GROUPS)["junit"] == str(tmp_path / "ci-junit.xml")
+    assert check_inputs(settings(junit=""), GROUPS)["junit"] == ""
+    assert check_inputs(settings(), GROUPS)["junit"] == ""
+
+
+@pytest.mark.parametrize("value, message", [
+    ("out.xml; reboot", "junit 'out.xml; reboot' has a character a path should not have"),
+    ("a\nb.xml", "junit 'a\\nb.xml' has a character a path should not have"),
+    ("$(reboot).xml", "junit '$(reboot).xml' has a character a path should not have"),
+    ("/no/such/dir/junit.xml", "junit /no/such/dir/junit.xml: directory /no/such/dir does not exist on the controller; "
+                               "create it or give another path"),
+    ("/tmp", "junit /tmp is a directory: give a file path such as /tmp/junit.xml"),
+])
+def test_a_bad_junit_path_is_refused_with_what_to_fix(value, message):
+    with pytest.raises(ValidationError) as err:
+        check_inputs(settings(junit=value), GROUPS)
+    assert str(err.value).startswith(message), str(err.value)

@@ -156,7 +156,7 @@ def test_repeat_mode_fields_are_shown_when_present(tmp_path):
         hop["loss_pct"] = 0
         hop["latency_ms"] = {"p50": 0.05, "p95": 0.125, "max": 0.5}
     rep["hops"][4]["loss_pct"] = 15
-    rep["count"] = 20
+    rep["repeat"] = {"count": 20, "lost": 3, "loss_pct": 15.0, "max_loss": 0, "healthy": False, "text": None, "probes": []}
     page = Page(report_html.render_html(rep))
     head = [e["text"] for e in page.find("th")]
     assert head[-2:] == ["loss", "latency p50 / p95 / max"]
@@ -164,7 +164,7 @@ def test_repeat_mode_fields_are_shown_when_present(tmp_path):
     assert "15 %" in row["text"] and "p50 0.050 / p95 0.125 / max 0.500 ms" in row["text"]
     assert "15% lost" in [e for e in page.find("g") if e["attrs"].get("data-index") == "5"][0]["text"]
     assert [e["text"] for e in page.find("text") if e["attrs"].get("class") == "delay"][0] == "p50 0.050 ms"
-    assert any(e["text"] == "probes: 20" for e in page.find("p"))
+    assert page.find("p", id="probes")[0]["text"] == "probes: 20, 3 lost (15 %; max_loss 0 %)"
 
 
 def test_every_string_from_the_inventory_is_escaped(tmp_path):
