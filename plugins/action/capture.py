@@ -17,6 +17,8 @@ import os
 
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils import prebuild
+
 MODULE = "hoptrace.k8s.capture"
 INLINE_DEFAULT = 8 * 1024 * 1024
 
@@ -36,6 +38,13 @@ def _write(folder, name, data):
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
+    _prebuild = None
+
+    def _low_level_execute_command(self, *args, **kwargs):
+        # the module is built; while the node runs it, build the ones the next tasks need
+        if self._prebuild is not None:
+            self._prebuild.begin()
+        return super()._low_level_execute_command(*args, **kwargs)
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -44,7 +53,11 @@ class ActionModule(ActionBase):
         collect = bool(dest) and args.get("state") == "stopped" and not self._task.check_mode
         if collect and not args.get("content_max_size"):
             args["content_max_size"] = INLINE_DEFAULT
-        result.update(self._execute_module(MODULE, module_args=args, task_vars=task_vars))
+        self._prebuild = prebuild.Prebuild(self, args.pop("prebuild", None), task_vars)
+        try:
+            result.update(self._execute_module(MODULE, module_args=args, task_vars=task_vars))
+        finally:
+            self._prebuild.finish()
         if not collect:
             return result
         folder = os.path.expanduser(dest)

@@ -30,6 +30,18 @@ options:
     description:
       - Also return the kernel's route decision for this address (C(ip route get)) as RV(route_get).
     type: str
+  prebuild:
+    description:
+      - Names (FQCN) of modules that later tasks of the play will run. While this module runs on the
+        node, the action plugin builds their payloads on the controller, where Ansible keeps them for
+        the rest of the run, so that those tasks do not spend the build (about 0.2 s each) before
+        they connect.
+      - Controller side only; nothing changes on the node. A module that cannot be built here is
+        built by its task as usual.
+    type: list
+    elements: str
+    default: []
+    version_added: 0.2.0
 notes:
   - Needs C(ip) (iproute2) on the node; C(bridge) (iproute2) is used for VXLAN peers when present.
   - All commands run with C(LC_ALL=C).
@@ -51,6 +63,11 @@ EXAMPLES = r'''
 - name: Where does this node send the destination pod's traffic?
   hoptrace.k8s.route_info:
     ip: 172.17.25.239
+  register: net
+
+- name: Read the entry node while the controller builds the modules the next tasks run
+  hoptrace.k8s.route_info:
+    prebuild: [hoptrace.k8s.capture, hoptrace.k8s.probe]
   register: net
 
 - name: Show the tunnel next hop
@@ -153,7 +170,8 @@ LC_ENV = {'LC_ALL': 'C', 'LANG': 'C'}
 
 
 def argspec():
-    return dict(ip=dict(type='str'))
+    # prebuild is used by the action plugin on the controller and never reaches the node
+    return dict(ip=dict(type='str'), prebuild=dict(type='list', elements='str', default=[]))
 
 
 class IpRunner(object):

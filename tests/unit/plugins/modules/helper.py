@@ -1,4 +1,5 @@
 """Run a module's main() with arguments and scripted run_command results (YAML case tables)."""
+import contextlib
 import json
 import os
 from unittest import mock
@@ -68,7 +69,12 @@ def run_module(module, args, commands=None, check_mode=False, bins=None):
     def run_command(self, argv, **kwargs):
         return script(self, argv, **kwargs)
 
-    with patch_module_args(args), \
+    def run_at_once(mod, argvs):
+        # the module starts these together (capture.run_at_once); the script answers them in order
+        return [script(mod, argv, environ_update=module.LC_ENV) for argv in argvs]
+
+    parallel = mock.patch.object(module, "run_at_once", run_at_once) if hasattr(module, "run_at_once") else contextlib.nullcontext()
+    with patch_module_args(args), parallel, \
             mock.patch.object(basic.AnsibleModule, "exit_json", _exit_json), \
             mock.patch.object(basic.AnsibleModule, "fail_json", _fail_json), \
             mock.patch.object(basic.AnsibleModule, "run_command", run_command), \
