@@ -141,6 +141,13 @@ EXAMPLES = r'''
   ansible.builtin.assert:
     that: hoptrace_result.healthy
     fail_msg: "{{ hoptrace_result.verdict }}"
+
+- name: Also leave the JUnit report where the CI job collects test reports
+  hoptrace.k8s.trace_analyze:
+    plan: "{{ hoptrace_plan }}"
+    captures: "{{ hoptrace_captures }}"
+    output_dir: "{{ hoptrace_run_dir }}"
+    junit: "{{ lookup('ansible.builtin.env', 'CI_PROJECT_DIR') }}/reports/hoptrace.xml"
 '''
 
 RETURN = r'''

@@ -95,7 +95,7 @@ def _status(hop):
 def _delay_text(hop):
     lat = hop.get("latency_ms")
     if isinstance(lat, dict) and lat.get("p50") is not None:
-        return "p50 %.3f ms" % lat["p50"]
+        return "p50 %.3f" % lat["p50"]
     value = hop.get("delay_ms")
     return "" if value is None else "+%.3f ms" % value
 
@@ -388,6 +388,10 @@ def _drawing(report, wide, suffix):
             legend_y += 18
             lx = 16
     body.append('<g class="legend">%s</g>' % "".join(items))
+    repeat = any(isinstance(h.get("latency_ms"), dict) for h in hops)
+    legend_y += 18
+    body.append(_text(16, legend_y, "on the arrows: the delay from the previous hop%s" % (
+        ", p50 over the probes, in ms" if repeat else ""), anchor="start", size=10, fill="#374151"))
     height = legend_y + 14
     label = "path of the traced flow: %d hops on %d node%s" % (len(hops), len(nodes), "" if len(nodes) == 1 else "s")
     return ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" role="img" aria-label="%s" data-layout="%s" id="path-%s">%s%s</svg>'

@@ -91,7 +91,7 @@ def test_every_hop_sees_both_directions(lab_factory, tmp_path, mode):
     assert HEALTHY in out
     assert "request   3 node-a eth0 (%s)" % mode in out if mode != "bgp" else "request   2 node-a eth0" in out
     run = next(tmp_path.glob("*/report.json")).parent
-    for name in ["report.json", "report.md", "trace.pcapng", "node-a/eth0.pcap", "node-b/%s.pcap" % DST_VETH]:
+    for name in ["report.json", "report.md", "report.html", "junit.xml", "trace.pcapng", "node-a/eth0.pcap", "node-b/%s.pcap" % DST_VETH]:
         assert (run / name).is_file(), name
     # the merged capture opens in tshark with one interface per hop
     names = subprocess.run(["tshark", "-r", str(run / "trace.pcapng"), "-T", "fields", "-e", "frame.interface_name"],

@@ -163,7 +163,8 @@ def test_repeat_mode_fields_are_shown_when_present(tmp_path):
     row = [e for e in page.find("tr") if e["attrs"].get("data-direction") == "request" and e["attrs"].get("data-index") == "5"][0]
     assert "15 %" in row["text"] and "p50 0.050 / p95 0.125 / max 0.500 ms" in row["text"]
     assert "15% lost" in [e for e in page.find("g") if e["attrs"].get("data-index") == "5"][0]["text"]
-    assert [e["text"] for e in page.find("text") if e["attrs"].get("class") == "delay"][0] == "p50 0.050 ms"
+    assert [e["text"] for e in page.find("text") if e["attrs"].get("class") == "delay"][0] == "p50 0.050"
+    assert any(e["text"] == "on the arrows: the delay from the previous hop, p50 over the probes, in ms" for e in page.find("text"))
     assert page.find("p", id="probes")[0]["text"] == "probes: 20, 3 lost (15 %; max_loss 0 %)"
 
 
