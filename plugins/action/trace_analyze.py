@@ -46,7 +46,7 @@ class ActionModule(ActionBase):
         out = os.path.expanduser(args["output_dir"])
         try:
             pcapio.require_dpkt()
-            rep = analysis.analyze(args["plan"], args["captures"], args["vxlan_ports"])
+            rep = analysis.analyze(args["plan"], args["captures"], args["vxlan_ports"], args["repeat"])
             junit = os.path.abspath(os.path.expanduser(args["junit"])) if args["junit"] else None
             files = report.write_report_files(rep, out, junit=junit, pcapng="trace.pcapng" if args["merge_pcapng"] else None)
             if args["merge_pcapng"]:

@@ -16,7 +16,9 @@ version_added: 0.1.0
 short_description: Check every input of a trace before anything runs on a node
 description:
   - Checks the whole numbers (C(deadline) 5-3600, C(duration) 1-3600, C(snaplen) 64-262144,
-    C(probe_timeout) 1-300, C(entry_tries) 1-20), C(mode), C(src) and C(dst) (a pod IP or
+    C(probe_timeout) 1-300, C(entry_tries) 1-20, C(count) 1-1000), the numbers that may have a
+    fraction (C(interval) 0-60 seconds, C(max_loss) 0-100 percent), that C(count) x C(interval) +
+    C(probe_timeout) fits in C(deadline) in probe mode, C(mode), C(src) and C(dst) (a pod IP or
     C(namespace/pod)), the flow when both are IPs (see P(hoptrace.k8s.validate_flow#filter)),
     the group of the cluster's nodes (see P(hoptrace.k8s.node_group#filter)) and the entry
     node C(via).
@@ -25,7 +27,8 @@ options:
   _input:
     description:
       - The settings, a dictionary with C(src), C(dst), C(proto), C(port), C(mode), C(deadline),
-        C(duration), C(snaplen), C(probe_timeout), C(entry_tries), C(nodes) and C(via).
+        C(duration), C(snaplen), C(probe_timeout), C(entry_tries), C(nodes) and C(via); C(count),
+        C(interval) and C(max_loss) when given (else 1, 0.2 and 0).
     type: dict
     required: true
   groups:
@@ -48,7 +51,7 @@ EXAMPLES = r"""
 RETURN = r"""
 _value:
   description:
-    - C(numbers) (the numbers as integers), C(src_ref) and C(dst_ref) (C(ip), C(namespace), C(name)),
+    - C(numbers) (the numbers as integers, C(interval) and C(max_loss) as floats), C(src_ref) and C(dst_ref) (C(ip), C(namespace), C(name)),
       C(unresolved) (the C({what, ref}) that need the Kubernetes API), C(flow) (the validated flow, or
       null while a name is unresolved), C(cluster) (C(name), C(hosts), C(how)) and C(step_timeout)
       (seconds each remote step may take, C(deadline)/4 within 5-30).

@@ -120,6 +120,33 @@ options:
     type: list
     elements: int
     default: []
+  repeat:
+    description:
+      - Repeat mode, when the probe sent more than one probe (each a new flow). Each probe is followed
+        hop by hop by its first packet in each direction (SYN, SYN+ACK, datagram, echo request and reply);
+        the hops get C(probes_seen), C(loss_pct) and C(latency_ms) (see RV(report.hops)),
+        the directions how many probes were lost between which hops, and the report RV(report.repeat).
+      - When some probes got through and some were lost, the verdict counts them (C(3 of 50 requests were
+        lost between node-a eth0 and node-b eth0)) and the trace is healthy only when the share of lost
+        probes is at most O(repeat.max_loss).
+    type: dict
+    version_added: 0.2.0
+    suboptions:
+      count:
+        description: Number of probes sent; 1 (or no O(repeat)) is a single probe, analysed as before.
+        type: int
+        default: 1
+      max_loss:
+        description: Percent of the probes that may be lost while the trace is still healthy (0 to 100).
+        type: float
+        default: 0
+      probes:
+        description:
+          - The C(attempts) the probe module returned (C(seq), C(status), C(sport) or C(id)),
+            which tell the probes' flows apart; without them, the flows seen in the captures are the probes.
+        type: list
+        elements: dict
+        default: []
 notes:
   - Packets are matched by inner addresses, ports, IP id, TCP seq/ack/flags and length (TTL and
     checksums change between hops and are ignored). Data segments that GSO/GRO split or merge
@@ -388,6 +415,31 @@ report:
         dropped:
           description: Kernel drops tcpdump reported for this capture.
           type: int
+        probes_seen:
+          description: Repeat mode - how many of the probes this hop saw (the first packet of each in this direction).
+          type: int
+          version_added: 0.2.0
+        loss_pct:
+          description: Repeat mode - percent of the probes this hop did not see.
+          type: float
+          version_added: 0.2.0
+        latency_ms:
+          description:
+            - Repeat mode - C(p50), C(p95) and C(max) over the probes of the delay from the previous hop that saw
+              the same packet, in ms (nearest rank; corrected for the clock offset across nodes); null on the first hop.
+          type: dict
+          version_added: 0.2.0
+    repeat:
+      description:
+        - Repeat mode only (more than one probe) - C(count), C(lost) (probes whose request or response was lost),
+          C(loss_pct), C(max_loss), C(healthy) (C(loss_pct) at most C(max_loss)), C(text) (the loss in words) and
+          C(probes), one per probe with C(seq), C(sport) (TCP, UDP) or C(id) (ICMP, told apart by C(seq)), the
+          probe's own C(status) and C(time_ms), C(request_lost) and C(response_lost).
+        - The directions then also have C(sent) (probes whose packet of that direction was seen on a hop), C(lost)
+          and C(lost_at), a list of C(between) (two hop names) and C(count).
+      type: dict
+      returned: when more than one probe was sent
+      version_added: 0.2.0
     captures:
       description: >-
         Per capture: C(key), C(node), C(interface), C(status), C(error), C(file), C(format), C(linktypes),

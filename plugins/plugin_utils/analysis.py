@@ -21,6 +21,7 @@ from collections import Counter
 
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import cause as why_
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import decode as dec
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils import repeat as repeat_
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.pcapio import Capture, CaptureError
 
 SCHEMA_VERSION = 1
@@ -86,7 +87,7 @@ class Analysis(object):
         self.dst = dec.ip_key(run["dst"])
         proto = str(run.get("proto") or "tcp").lower()
         self.proto = PROTOS.get(proto, 6)
-        if self.proto == 1 and len(self.src) == 16:
+        if self.proto == 1 and not isinstance(self.src, int):     # IPv6: 16 bytes, IPv4: an int
             self.proto = 58
         self.port = int(run["port"]) if run.get("port") not in (None, "") and self.proto in (6, 17) else None
         ports = set(dec.VXLAN_PORTS)
@@ -551,11 +552,13 @@ def _down_nodes(rows, caps, plan):
     return down
 
 
-def verdict(rows, caps, plan, refusal=None):
+def verdict(rows, caps, plan, refusal=None, repeat=None):
     """Plain-words verdict; returns (text, healthy, notes).
 
     ``refusal``: the cause item (``cause.refusal()``) whose words come first - a refused port, a
     RST sent on the path, an ICMP unreachable; the flow is then not healthy.
+    ``repeat``: repeat mode's summary (``repeat.summarise()``); when some of the probes got through
+    and some were lost, its counts are the verdict and ``max_loss`` decides whether it is healthy.
     """
     encap = plan.get("encap")
     notes = []
@@ -595,7 +598,11 @@ def verdict(rows, caps, plan, refusal=None):
             text += "; uncertain: tcpdump on %s reported %d kernel drops" % (_hop_name(stop), stop["dropped"])
         return text
 
-    if not req_any:
+    lost_some = repeat_.verdict_part(repeat) if not down and req_any and resp_any else None
+    if lost_some and all(s is None or s["status"] == "partial" for s in (req_stop, resp_stop)):
+        parts.append(lost_some)
+        healthy = repeat["healthy"]
+    elif not req_any:
         known = [r for r in req_path if r["status"] != "unknown"]
         if known:
             parts.append("the request was not seen on any hop (first: %s): nothing of this flow left the source pod" % _hop_name(known[0]))
@@ -615,7 +622,7 @@ def verdict(rows, caps, plan, refusal=None):
         parts.append("every hop that could be captured saw the request and the response")
     else:
         healthy = True
-        parts.append("every hop saw the request and the response")
+        parts.append("every hop saw the request and the response" + (" of all %d probes" % repeat["count"] if repeat else ""))
     if refusal is not None:
         healthy = False
         reply = "the reset" if refusal["kind"] == "reset" else "the ICMP error"
@@ -648,12 +655,13 @@ def verdict(rows, caps, plan, refusal=None):
     return "; ".join(parts), healthy, notes
 
 
-def analyze(plan, captures, vxlan_ports=None):
+def analyze(plan, captures, vxlan_ports=None, repeat=None):
     """Analyse the captures of one trace.
 
     ``plan``: the trace plan (``run``, ``hops``, ``captures``, ``src_node``, ``dst_node``, ``encap``).
     ``captures``: ``[{key, node, interface, file, captured, received, dropped, status, error}]``;
     a hop whose capture is missing or not ``ok`` is reported ``unknown``.
+    ``repeat``: ``{count, max_loss, probes}`` of repeat mode (``repeat.analyse()``); count 1 or None: one probe.
     Returns the report dict (schema in the trace_analyze RETURN docs).
     """
     an = Analysis(plan, captures, vxlan_ports)
@@ -661,8 +669,9 @@ def analyze(plan, captures, vxlan_ports=None):
     an.forgive_late()
     rows = an.classify(an.hop_rows())
     offset = an.timing(rows)
+    repeated = repeat_.analyse(an, rows, offset, repeat)
     causes = why_.explain(an, rows)
-    text, healthy, notes = verdict(rows, an.caps, an.plan, why_.refusal(causes))
+    text, healthy, notes = verdict(rows, an.caps, an.plan, why_.refusal(causes), repeated[0] if repeated else None)
     directions = {}
     for d, name in enumerate(DIRECTIONS):
         path = [r for r in rows if r["direction"] == name]
@@ -677,6 +686,8 @@ def analyze(plan, captures, vxlan_ports=None):
             "retransmissions": an.caps[first_cap].retrans[d] if first_cap is not None else 0,
             "cause": why_.public(causes[name]),
         }
+        if repeated:
+            directions[name].update(repeated[1][name])
     why = why_.why(causes, directions, rows, healthy)
     if healthy:
         # nothing to explain, but a reset or an ICMP error was seen: say so
@@ -702,7 +713,7 @@ def analyze(plan, captures, vxlan_ports=None):
             "snaplen_cut": cs.cut, "truncated_tail": cs.truncated_tail,
             "captured": cs.input.get("captured"), "received": cs.input.get("received"), "dropped": cs.input.get("dropped"),
         })
-    return {
+    out = {
         "schema": SCHEMA_VERSION,
         "run": dict(an.run),
         "src_node": a_node, "dst_node": b_node, "encap": an.plan.get("encap"),
@@ -718,6 +729,9 @@ def analyze(plan, captures, vxlan_ports=None):
         "captures": caps,
         "path": an.plan.get("path"),
     }
+    if repeated:
+        out["repeat"] = repeated[0]
+    return out
 
 
 _FLAG_ORDER = ["SYN", "SYN+ACK", "PSH+ACK", "ACK", "FIN+ACK", "FIN+PSH+ACK", "RST", "RST+ACK"]

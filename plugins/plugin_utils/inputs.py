@@ -25,9 +25,17 @@ RANGES = (
     ("snaplen", 64, 262144),
     ("probe_timeout", 1, 300),
     ("entry_tries", 1, 20),
+    ("count", 1, 1000),
+)
+# numbers that may have a fraction (a user writes interval=0.2, max_loss=2.5)
+FRACTIONS = (
+    ("interval", 0, 60),
+    ("max_loss", 0, 100),
 )
 MODES = ("probe", "passive")
+OPTIONAL = {"count": 1, "interval": 0.2, "max_loss": 0}    # repeat mode: one probe unless asked
 _WHOLE = re.compile(r"^[0-9]+$")
+_DECIMAL = re.compile(r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
 _SHOWN = 8
 
 
@@ -37,6 +45,26 @@ def check_number(name, value, low, high):
     if not _WHOLE.match(text) or not low <= int(text) <= high:
         raise ValidationError("%s %s is out of range: give an integer %d-%d" % (name, value, low, high))
     return int(text)
+
+
+def check_fraction(name, value, low, high):
+    """``value`` as a float in ``low..high`` ("0.2", ".5", "3" are accepted; no sign, exponent, inf or nan)."""
+    text = str(value).strip() if not isinstance(value, bool) else ""
+    if not _DECIMAL.match(text) or not low <= float(text) <= high:
+        raise ValidationError("%s %s is out of range: give a number %g-%g (fractions such as 0.2 are fine)" % (name, value, low, high))
+    return float(text)
+
+
+def check_repeat(numbers, mode):
+    """The probes must end before the captures do: count x interval + probe_timeout <= deadline."""
+    if mode != "probe":
+        return
+    total = numbers["count"] * numbers["interval"] + numbers["probe_timeout"]
+    if total > numbers["deadline"]:
+        raise ValidationError(
+            "count %d x interval %g s + probe_timeout %d s takes up to %g s, longer than deadline %d s (when the captures end): "
+            "lower count or interval, or raise deadline (up to 3600)"
+            % (numbers["count"], numbers["interval"], numbers["probe_timeout"], total, numbers["deadline"]))
 
 
 _UNSAFE_PATH = re.compile(r"[\x00-\x1f\x7f;&|$`<>*?!\\\"']")
@@ -83,7 +111,8 @@ def step_timeout(deadline):
 def check_inputs(settings, groups):
     """Check one trace's settings; returns what the role needs next.
 
-    :arg settings: ``src``, ``dst``, ``proto``, ``port``, ``mode``, the numbers of :data:`RANGES`,
+    :arg settings: ``src``, ``dst``, ``proto``, ``port``, ``mode``, the numbers of :data:`RANGES` and
+        :data:`FRACTIONS` (``count``, ``interval`` and ``max_loss`` may be left out: 1, 0.2, 0),
         ``nodes`` (a group name or empty), ``via`` (a host name or empty) and ``junit`` (a controller
         file path or empty, see :func:`check_junit`; ``junit`` in the result is it made absolute).
     :arg groups: the inventory's ``{group: [hosts]}`` (Ansible's ``groups``).
@@ -92,10 +121,12 @@ def check_inputs(settings, groups):
         ``{what, ref}`` that need the Kubernetes API.
     :raises ValidationError: (or :class:`~hosting.PathError`, also a ValueError) saying what to fix.
     """
-    numbers = {name: check_number(name, settings.get(name), low, high) for name, low, high in RANGES}
+    numbers = {name: check_number(name, settings.get(name, OPTIONAL.get(name)), low, high) for name, low, high in RANGES}
+    numbers.update((name, check_fraction(name, settings.get(name, OPTIONAL[name]), low, high)) for name, low, high in FRACTIONS)
     mode = str(settings.get("mode") or "").strip()
     if mode not in MODES:
         raise ValidationError("mode %r is not supported; use one of %s" % (settings.get("mode"), ", ".join(MODES)))
+    check_repeat(numbers, mode)
     refs = {what: pod_ref(settings.get(what), what) for what in ("src", "dst")}
     unresolved = [{"what": what, "ref": refs[what]} for what in ("src", "dst") if refs[what]["ip"] is None]
     flow = None

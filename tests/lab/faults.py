@@ -5,7 +5,9 @@ kinds:
               mangle PREROUTING -i IFACE for `in`, mangle POSTROUTING -o IFACE for `out`, so
               tcpdump on IFACE still sees an ingress packet and never sees an egress one). On
               the underlay interface of an ipip/vxlan node the encapsulated packets are matched
-              on their inner header with xt_u32.
+              on their inner header with xt_u32. With `every` N, only every Nth packet the rule
+              matches is dropped (xt_statistic --mode nth, the counter of each rule starting at
+              the rule's insertion): an intermittent loss whose count is known in advance.
   mtu         lower an interface's MTU and drop ICMP fragmentation-needed leaving the node
               (a PMTU black hole)
   sshd-down   stop every sshd of a node, open sessions too (the node is unreachable for Ansible)
@@ -13,6 +15,7 @@ kinds:
               so new SSH connections and sessions over existing ControlPersist masters hang
               instead of being refused; nothing else of the node is stopped. Undo sends SIGCONT.
   ipipd-down  stop a node's userspace IPIP daemon (tunl0 loses its carrier)
+  calico-deny, reject, pod-route-gone, rp-filter: the causes a trace must name (whyfaults.py)
 """
 import ipaddress
 import json
@@ -23,8 +26,9 @@ import time
 
 import cluster
 import nsutil
+import whyfaults
 
-KINDS = ("drop", "mtu", "sshd-down", "freeze", "ipipd-down")
+KINDS = ("drop", "mtu", "sshd-down", "freeze", "ipipd-down") + whyfaults.KINDS
 PROTOS = {"tcp": 6, "udp": 17, "icmp": 1}
 
 
@@ -69,8 +73,12 @@ def _u32(base, src, dst, proto, port):
     return ["&&".join(tests + ["%d>>16=%d" % (base + 20, port)]), "&&".join(tests + ["%d&0xFFFF=%d" % (base + 20, port)])]
 
 
-def drop_rules(mode, iface, direction, src, dst, proto, port):
-    """iptables argument lists (without -A/-D) that drop the flow at iface/direction."""
+def drop_rules(mode, iface, direction, src, dst, proto, port, every=None):
+    """iptables argument lists (without -A/-D) that drop the flow at iface/direction.
+
+    ``every``: drop only the Nth, 2Nth, ... packet each rule matches (the statistic match comes
+    last, so its counter only counts the packets the rule's other matches let through).
+    """
     if direction == "in":
         where = ["-t", "mangle", "PREROUTING", "-i", iface]
     else:
@@ -95,6 +103,9 @@ def drop_rules(mode, iface, direction, src, dst, proto, port):
     if underlay and mode == "vxlan":
         for expr in _u32(50, src, dst, proto, port):
             rules.append(where + ["-p", "udp", "--dport", "4789", "-m", "u32", "--u32", expr])
+    if every:
+        nth = ["-m", "statistic", "--mode", "nth", "--every", str(int(every)), "--packet", str(int(every) - 1)]
+        rules = [rule + nth for rule in rules]
     return rules
 
 
@@ -147,13 +158,16 @@ def _apply(state, node, f, undo=False):
     kind = f["kind"]
     tag = "hoptrace-fault-%s" % f["id"]
     if kind == "drop":
-        for rule in drop_rules(state["mode"], f["iface"], f["dir"], f.get("src"), f.get("dst"), f.get("proto"), f.get("port")):
+        for rule in drop_rules(state["mode"], f["iface"], f["dir"], f.get("src"), f.get("dst"), f.get("proto"), f.get("port"),
+                               f.get("every")):
             _iptables(node["netns"], _rule_args(rule, "-D" if undo else "-A", tag), check=not undo)
     elif kind == "mtu":
         subprocess.run(["ip", "-n", node["netns"], "link", "set", f["iface"], "mtu", str(f["old_mtu"] if undo else f["mtu"])], check=True)
         for chain in ("OUTPUT", "FORWARD"):
             _iptables(node["netns"], ["-t", "filter", "-D" if undo else "-A", chain, "-p", "icmp", "--icmp-type", "fragmentation-needed",
                                       "-m", "comment", "--comment", tag, "-j", "DROP"], check=not undo)
+    elif kind in whyfaults.KINDS:
+        whyfaults.apply(node, f, _iptables, undo=undo)
     elif kind == "sshd-down":
         if undo:
             if not _procs(node, "sshd"):
@@ -186,7 +200,7 @@ def _mtu_of(netns, iface):
     return json.loads(out)[0]["mtu"]
 
 
-def add(kind, node, iface=None, direction=None, src=None, dst=None, proto=None, port=None, mtu=None):
+def add(kind, node, iface=None, direction=None, src=None, dst=None, proto=None, port=None, mtu=None, every=None):
     if kind not in KINDS:
         raise ValueError("fault kind must be one of %s" % ", ".join(KINDS))
     state, n = cluster.node_by_name(node)
@@ -198,11 +212,16 @@ def add(kind, node, iface=None, direction=None, src=None, dst=None, proto=None, 
             raise ValueError("drop needs --iface and --dir in|out")
         if proto == "any":
             proto = None
-        f.update({"iface": iface, "dir": direction, "src": src, "dst": dst, "proto": proto, "port": port})
+        if every is not None and int(every) < 2:
+            raise ValueError("--every needs 2 or more (every Nth packet is dropped)")
+        f.update({"iface": iface, "dir": direction, "src": src, "dst": dst, "proto": proto, "port": port,
+                  "every": int(every) if every is not None else None})
     elif kind == "mtu":
         if not iface or not mtu:
             raise ValueError("mtu needs --iface and --mtu")
         f.update({"iface": iface, "mtu": int(mtu), "old_mtu": _mtu_of(n["netns"], iface)})
+    elif kind in whyfaults.KINDS:
+        whyfaults.record(f, state, n, iface=iface, src=src, dst=dst, port=port)
     _apply(state, n, f)
     faults.append(f)
     _save(faults)

@@ -6,11 +6,13 @@
   lab.py status [--json]
   lab.py exec NODE -- ARGV...            run in a node's namespaces (net, mount, uts, ipc, pid)
   lab.py pod-exec POD -- ARGV...         run in a pod's netns (POD: ip, name or namespace/name)
-  lab.py fault add drop --node N --iface IF --dir in|out [--src IP] [--dst IP] [--proto tcp|udp|icmp|any] [--port P]
+  lab.py fault add drop --node N --iface IF --dir in|out [--src IP] [--dst IP] [--proto tcp|udp|icmp|any] [--port P] [--every N]
   lab.py fault add mtu --node N --iface IF --mtu M
   lab.py fault add sshd-down --node N
   lab.py fault add freeze --node N            SIGSTOP the node's sshd (SSH hangs, not refused)
   lab.py fault add ipipd-down --node N
+  lab.py fault add calico-deny|reject --node N --src IP --dst IP --port P   (tests/lab/whyfaults.py)
+  lab.py fault add pod-route-gone --node N --dst IP | rp-filter --node N --src IP --iface TUNNEL
   lab.py fault del ID | fault list [--json] | fault clear
 
 Every command holds an exclusive flock on /run/hoptrace-lab.lock. Needs root.
@@ -86,6 +88,7 @@ def parser():
     a.add_argument("--proto", choices=("tcp", "udp", "icmp", "any"))
     a.add_argument("--port", type=int)
     a.add_argument("--mtu", type=int)
+    a.add_argument("--every", type=int, help="drop only every Nth matching packet (intermittent loss)")
     d = fsub.add_parser("del")
     d.add_argument("id")
     ls = fsub.add_parser("list")
@@ -124,7 +127,7 @@ def main(argv=None):
                     print_status(st)
             elif args.fcmd == "add":
                 f = faults.add(args.kind, args.node, iface=args.iface, direction=args.dir, src=args.src, dst=args.dst,
-                               proto=args.proto, port=args.port, mtu=args.mtu)
+                               proto=args.proto, port=args.port, mtu=args.mtu, every=args.every)
                 print(json.dumps(f, sort_keys=True))
             elif args.fcmd == "del":
                 print(json.dumps(faults.delete(args.id), sort_keys=True))

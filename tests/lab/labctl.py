@@ -147,11 +147,11 @@ def exec_in_pod(spec, argv, timeout=60, check=False):
     return _run(pod_argv(spec, argv), timeout, check)
 
 
-def fault_add(kind, node, iface=None, direction=None, src=None, dst=None, proto=None, port=None, mtu=None):
+def fault_add(kind, node, iface=None, direction=None, src=None, dst=None, proto=None, port=None, mtu=None, every=None):
     """Add a fault (kinds: drop, mtu, sshd-down, freeze, ipipd-down); returns its record with `id`."""
     args = ["fault", "add", kind, "--node", node]
     for flag, val in (("--iface", iface), ("--dir", direction), ("--src", src), ("--dst", dst), ("--proto", proto),
-                      ("--port", port), ("--mtu", mtu)):
+                      ("--port", port), ("--mtu", mtu), ("--every", every)):
         if val is not None:
             args += [flag, val]
     return json.loads(lab(*args))

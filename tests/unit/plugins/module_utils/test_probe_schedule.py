@@ -31,7 +31,7 @@ def test_each_udp_probe_is_a_datagram_from_its_own_port_and_silence_is_sent():
     server.settimeout(2)
     try:
         got = sched.run_schedule("127.0.0.1", "127.0.0.1", "udp", server.getsockname()[1], 0.2, 5, 0.01)
-        heard = sorted(server.recvfrom(100)[1][1] for _ in range(5))
+        heard = sorted(server.recvfrom(100)[1][1] for _n in range(5))
     finally:
         server.close()
     assert [(a["ok"], a["status"], a["time_ms"]) for a in got] == [(True, "sent", None)] * 5

@@ -23,7 +23,8 @@ def test_ips_give_the_flow_the_group_and_the_step_timeout():
     assert got["flow"] == {"src": "172.17.25.79", "dst": "172.17.25.239", "proto": "tcp", "port": 443}
     assert got["unresolved"] == []
     assert got["cluster"]["name"] == "nodes" and got["cluster"]["hosts"] == ["node-a", "node-b"]
-    assert got["numbers"] == {"deadline": 60, "duration": 10, "snaplen": 192, "probe_timeout": 3, "entry_tries": 3}
+    assert got["numbers"] == {"deadline": 60, "duration": 10, "snaplen": 192, "probe_timeout": 3, "entry_tries": 3,
+                              "count": 1, "interval": 0.2, "max_loss": 0.0}
     assert got["step_timeout"] == 15
 
 
@@ -47,6 +48,16 @@ def test_step_timeout_is_a_quarter_of_the_deadline_within_5_to_30(deadline, expe
     ({"probe_timeout": 301}, "probe_timeout 301 is out of range: give an integer 1-300"),
     ({"entry_tries": True}, "entry_tries True is out of range: give an integer 1-20"),
     ({"mode": "live"}, "mode 'live' is not supported; use one of probe, passive"),
+    ({"count": 0}, "count 0 is out of range: give an integer 1-1000"),
+    ({"count": 100000}, "count 100000 is out of range: give an integer 1-1000"),
+    ({"count": "5; reboot"}, "count 5; reboot is out of range: give an integer 1-1000"),
+    ({"interval": -1}, "interval -1 is out of range: give a number 0-60 (fractions such as 0.2 are fine)"),
+    ({"interval": "1e3"}, "interval 1e3 is out of range: give a number 0-60"),
+    ({"interval": "nan"}, "interval nan is out of range: give a number 0-60"),
+    ({"max_loss": 101}, "max_loss 101 is out of range: give a number 0-100 (fractions such as 0.2 are fine)"),
+    ({"max_loss": "5%"}, "max_loss 5% is out of range: give a number 0-100"),
+    ({"count": 100, "interval": 1}, "count 100 x interval 1 s + probe_timeout 3 s takes up to 103 s, longer than deadline 60 s "
+                                    "(when the captures end): lower count or interval, or raise deadline (up to 3600)"),
     ({"src": "172.17.25.79; reboot"}, "src '172.17.25.79; reboot' is neither an IP address nor namespace/pod"),
     ({"port": 0}, "port 0 is out of range; give an integer 1-65535"),
     ({"dst": "172.17.25.79"}, "src and dst are both 172.17.25.79"),
@@ -62,6 +73,37 @@ def test_each_bad_input_is_refused_with_what_to_fix(override, message):
 def test_numbers_are_checked_before_the_addresses():
     with pytest.raises(ValidationError, match="^deadline 0 is out of range"):
         check_inputs(settings(deadline=0, src="bad"), GROUPS)
+
+
+@pytest.mark.parametrize("value, expected", [("true", True), ("yes", True), ("1", True), (True, True),
+                                             ("false", False), ("no", False), ("", False), (False, False)])
+def test_keep_captures_takes_the_yes_no_spellings_of_ansible(value, expected):
+    assert check_inputs(settings(keep_captures=value), GROUPS)["flags"] == {"keep_captures": expected}
+
+
+def test_keep_captures_with_another_word_is_refused():
+    # the playbook skips the role's argument spec (one task less), so this check is the one that catches it
+    with pytest.raises(ValidationError, match="^keep_captures 'maybe' is not a yes/no value: give true or false$"):
+        check_inputs(settings(keep_captures="maybe"), GROUPS)
+
+
+@pytest.mark.parametrize("count, interval, max_loss, expected", [
+    ("20", "0.05", "0", (20, 0.05, 0.0)),
+    (50, ".2", "2.5", (50, 0.2, 2.5)),
+    ("1000", "0", "100", (1000, 0.0, 100.0)),
+    (19, "3", 0, (19, 3.0, 0.0)),          # 19 x 3 + 3 = 60: exactly the deadline fits
+])
+def test_repeat_numbers_as_a_user_writes_them(count, interval, max_loss, expected):
+    got = check_inputs(settings(count=count, interval=interval, max_loss=max_loss), GROUPS)["numbers"]
+    assert (got["count"], got["interval"], got["max_loss"]) == expected
+
+
+def test_the_repeat_time_bound_applies_to_probes_only():
+    got = check_inputs(settings(mode="passive", count=1000, interval=60), GROUPS)
+    assert got["numbers"]["count"] == 1000
+    with pytest.raises(ValueError) as err:
+        check_inputs(settings(count=20, interval="3"), GROUPS)
+    assert "count 20 x interval 3 s + probe_timeout 3 s takes up to 63 s, longer than deadline 60 s" in str(err.value)
 
 
 # junit: a controller path for a copy of junit.xml, checked before anything runs on a node
