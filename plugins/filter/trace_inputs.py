@@ -20,15 +20,15 @@ description:
     fraction (C(interval) 0-60 seconds, C(max_loss) 0-100 percent), that C(count) x C(interval) +
     C(probe_timeout) fits in C(deadline) in probe mode, C(mode), C(src) and C(dst) (a pod IP or
     C(namespace/pod)), the flow when both are IPs (see P(hoptrace.k8s.validate_flow#filter)),
-    the group of the cluster's nodes (see P(hoptrace.k8s.node_group#filter)) and the entry
-    node C(via).
+    the group of the cluster's nodes (see P(hoptrace.k8s.node_group#filter)), the entry
+    node C(via) and the yes/no setting C(keep_captures) (true/false, yes/no, on/off, 1/0).
   - Refuses the first bad value with a message that says what to fix.
 options:
   _input:
     description:
       - The settings, a dictionary with C(src), C(dst), C(proto), C(port), C(mode), C(deadline),
         C(duration), C(snaplen), C(probe_timeout), C(entry_tries), C(nodes) and C(via); C(count),
-        C(interval) and C(max_loss) when given (else 1, 0.2 and 0).
+        C(interval), C(max_loss) and C(keep_captures) when given (else 1, 0.2, 0 and false).
     type: dict
     required: true
   groups:
@@ -51,7 +51,8 @@ EXAMPLES = r"""
 RETURN = r"""
 _value:
   description:
-    - C(numbers) (the numbers as integers, C(interval) and C(max_loss) as floats), C(src_ref) and C(dst_ref) (C(ip), C(namespace), C(name)),
+    - C(numbers) (the numbers as integers, C(interval) and C(max_loss) as floats), C(flags)
+      (C(keep_captures) as a bool), C(src_ref) and C(dst_ref) (C(ip), C(namespace), C(name)),
       C(unresolved) (the C({what, ref}) that need the Kubernetes API), C(flow) (the validated flow, or
       null while a name is unresolved), C(cluster) (C(name), C(hosts), C(how)) and C(step_timeout)
       (seconds each remote step may take, C(deadline)/4 within 5-30).

@@ -33,6 +33,9 @@ FRACTIONS = (
     ("max_loss", 0, 100),
 )
 MODES = ("probe", "passive")
+# yes/no settings, spelled as Ansible's bool filter and argument specs accept them
+BOOLEANS = ("keep_captures",)
+_TRUE, _FALSE = ("1", "true", "yes", "on", "y", "t"), ("0", "false", "no", "off", "n", "f", "")
 OPTIONAL = {"count": 1, "interval": 0.2, "max_loss": 0}    # repeat mode: one probe unless asked
 _WHOLE = re.compile(r"^[0-9]+$")
 _DECIMAL = re.compile(r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
@@ -114,9 +117,11 @@ def check_inputs(settings, groups):
     :arg settings: ``src``, ``dst``, ``proto``, ``port``, ``mode``, the numbers of :data:`RANGES` and
         :data:`FRACTIONS` (``count``, ``interval`` and ``max_loss`` may be left out: 1, 0.2, 0),
         ``nodes`` (a group name or empty), ``via`` (a host name or empty) and ``junit`` (a controller
-        file path or empty, see :func:`check_junit`; ``junit`` in the result is it made absolute).
+        file path or empty, see :func:`check_junit`; ``junit`` in the result is it made absolute),
+        and the yes/no settings of :data:`BOOLEANS` (``keep_captures``; left out: false).
     :arg groups: the inventory's ``{group: [hosts]}`` (Ansible's ``groups``).
-    :returns: ``{numbers, src_ref, dst_ref, unresolved, flow, cluster, step_timeout, junit}``; ``flow``
+    :returns: ``{numbers, flags, src_ref, dst_ref, unresolved, flow, cluster, step_timeout, junit}``
+        (``flags``: the yes/no settings as bools); ``flow``
         is the validated flow when src and dst are IPs, else None and ``unresolved`` lists the
         ``{what, ref}`` that need the Kubernetes API.
     :raises ValidationError: (or :class:`~hosting.PathError`, also a ValueError) saying what to fix.
@@ -127,6 +132,7 @@ def check_inputs(settings, groups):
     if mode not in MODES:
         raise ValidationError("mode %r is not supported; use one of %s" % (settings.get("mode"), ", ".join(MODES)))
     check_repeat(numbers, mode)
+    flags = {name: check_bool(name, settings.get(name, False)) for name in BOOLEANS}
     refs = {what: pod_ref(settings.get(what), what) for what in ("src", "dst")}
     unresolved = [{"what": what, "ref": refs[what]} for what in ("src", "dst") if refs[what]["ip"] is None]
     flow = None
@@ -142,6 +148,7 @@ def check_inputs(settings, groups):
         )
     return {
         "numbers": numbers,
+        "flags": flags,
         "src_ref": refs["src"],
         "dst_ref": refs["dst"],
         "unresolved": unresolved,
