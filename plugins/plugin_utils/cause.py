@@ -281,6 +281,11 @@ def explain(an, rows):
                     r["status"] = "none"
         if best["kind"] == "icmp-frag-needed" and direction_status(path) == "ok":
             best["confidence"] = "low"
+        if best["kind"].startswith("icmp-"):
+            sent = cc.rejecting_rule(best, counters)
+            if sent:
+                best["text"] += "; %s" % sent[0]
+                best["evidence"].append(sent[1])
         causes[name] = best
     return causes
 

@@ -62,6 +62,15 @@ def stop_of(path):
     return None
 
 
+def dangling(path):
+    """``(first unknown row, last row that saw it)`` when a direction was last seen just before a hop that
+    could not be captured and on no hop after it (the node could not even name that hop's device), or None."""
+    for i, r in enumerate(path):
+        if r["status"] == "unknown" and i and path[i - 1]["packets"] and not any(x["packets"] for x in path[i:]):
+            return r, path[i - 1]
+    return None
+
+
 def comments(rule):
     return [a or b for a, b in _COMMENT.findall(rule)]
 
@@ -74,7 +83,7 @@ def owner(chain, rule=""):
         if chain.startswith(prefix):
             name = chain[len(prefix):]
             if name.startswith("_"):
-                return "%s with the hashed chain name %s (calicoctl/Felix: the policy's chain)" % (what, chain)
+                return "%s (Felix hashed its name into the chain name)" % what
             if prefix in ("cali-pri-", "cali-pro-") and name.startswith("kns."):
                 return "%s of namespace %s" % (what, name[4:])
             if prefix in ("cali-pri-", "cali-pro-") and name.startswith("ksa."):
@@ -101,6 +110,12 @@ def _rule_words(rule):
     if found:
         words.append("-m comment --comment %s" % found[0])
     return ", ".join(words)
+
+
+def _rule_evidence(node, rule):
+    """'node-b iptables-nft (packets +3, bytes +180): -t filter -A ...': the rule as iptables-save prints it."""
+    return "%s %s (packets +%d, bytes +%d): -t %s %s" % (node, rule["source"], rule["packets"], rule["bytes"], rule["table"],
+                                                        rule["rule"])
 
 
 def _rule_name(rule):
@@ -140,8 +155,7 @@ def _rule_items(d, nodes, counters, lost, stop):
             who = owner(rule["chain"], rule["rule"])
             if who:
                 text += ": %s" % who
-            evidence = ["%s %s: [%d packets, %d bytes] %s" % (node, rule["source"], rule["packets"], rule["bytes"],
-                                                               "-t %s %s" % (rule["table"], rule["rule"]))]
+            evidence = [_rule_evidence(node, rule)]
             off = abs(rule["packets"] - lost)
             items.append((0 if confidence == "high" else 2, off, _item(d, "netfilter-rule", text, evidence, confidence, stop, 0)))
     return items
@@ -220,8 +234,16 @@ def explain(d, path, counters, flow):
     the addresses whose neighbour entries matter (the path nodes', the pods').
     """
     found = stop_of(path)
-    if not found or not counters:
+    if not counters:
         return None
+    if not found:
+        # the next hop could not be captured: only a route that refuses the address says why
+        hanging = dangling(path)
+        if not hanging:
+            return None
+        nodes = [n for n in stop_nodes(*hanging) if n in counters]
+        items = _route_items(d, nodes, counters, flow, hanging[0])
+        return items[0][2] if items else None
     stop, prev, lost = found
     nodes = [n for n in stop_nodes(stop, prev) if n in counters]
     if not nodes:
@@ -236,6 +258,19 @@ def explain(d, path, counters, flow):
         if len(best["evidence"]) < EVIDENCE_MAX:
             best["evidence"].append("also: %s" % other["text"])
     return best
+
+
+def rejecting_rule(item, counters):
+    """For an ICMP error item: the REJECT rule that counted on the node where the error was first seen (who
+    sent it, when its address is not a path node's), as ``(text, evidence)``, or None."""
+    node = (item.get("first") or {}).get("node")
+    rules = [r for r in ((counters.get(node) or {}).get("rules") or []) if r["target"] == "REJECT"]
+    if not rules:
+        return None
+    rule = max(rules, key=lambda r: r["packets"])
+    text = "%s's %s sent it (%s; %d packet%s)" % (node, _rule_name(rule), _rule_words(rule), rule["packets"],
+                                                 "" if rule["packets"] == 1 else "s")
+    return text, _rule_evidence(node, rule)
 
 
 def unexplained(d, path, counters):

@@ -12,7 +12,7 @@
   lab.py fault add freeze --node N            SIGSTOP the node's sshd (SSH hangs, not refused)
   lab.py fault add ipipd-down --node N
   lab.py fault add calico-deny|reject --node N --src IP --dst IP --port P   (tests/lab/whyfaults.py)
-  lab.py fault add pod-route-gone --node N --dst IP | rp-filter --node N --src IP --iface TUNNEL
+  lab.py fault add pod-route-gone --node N --dst IP | rp-filter --node N --src IP --dst IP --iface TUNNEL
   lab.py fault del ID | fault list [--json] | fault clear
 
 Every command holds an exclusive flock on /run/hoptrace-lab.lock. Needs root.

@@ -37,12 +37,11 @@ def test_a_calico_policy_deny_rule_is_the_cause(tmp_path):
     rep = traced(tmp_path, {"node-a": counters(), "node-b": counters([
         rule("cali-pi-_hvIhg5e42MGXRa9paIF", DENY, 4), rule("cali-tw-calic25e805a467", TW_DROP, 40, number=7)])})
     why = ("dropped by iptables filter cali-pi-_hvIhg5e42MGXRa9paIF rule 1 (DROP, -m comment --comment cali:x8K2Rn6C3d_N4cVm; "
-           "4 packets while 4 were lost) on node-b: Calico ingress policy with the hashed chain name "
-           "cali-pi-_hvIhg5e42MGXRa9paIF (calicoctl/Felix: the policy's chain)")
+           "4 packets while 4 were lost) on node-b: Calico ingress policy (Felix hashed its name into the chain name)")
     assert rep["why"] == why
     got = rep["directions"]["request"]["cause"]
     assert (got["kind"], got["confidence"], got["text"]) == ("netfilter-rule", "high", why)
-    assert got["evidence"] == ["node-b iptables-nft: [4 packets, 240 bytes] -t filter %s" % DENY]
+    assert got["evidence"] == ["node-b iptables-nft (packets +4, bytes +240): -t filter %s" % DENY]
     assert rep["directions"]["response"]["cause"] is None
     assert "why: %s" % why[:40] in " ".join(report.render_table(rep))
 
