@@ -434,7 +434,7 @@ def test_absent_older_than_with_ids_in_a_shared_directory_fails(tmp_path, no_pro
 def _run(argv, environ_update):
     # what AnsibleModule.run_command does with the arguments the module gives it
     proc = subprocess.run(argv, env=dict(os.environ, **environ_update), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=30)
+                          universal_newlines=True, timeout=30, check=False)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -444,7 +444,7 @@ def test_filters_are_compiled_at_once_and_answered_in_order(tmp_path):
     wait = 'touch %s; for i in $(seq 50); do [ -e %s ] && { echo "$0"; echo "err $0" >&2; exit 0; }; sleep 0.1; done; exit 9'
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     module = mock.Mock()
-    module.run_command.side_effect = lambda argv, environ_update: _run(argv, environ_update)
+    module.run_command.side_effect = _run
     got = capture.run_at_once(module, [["sh", "-c", wait % (a, b), "first"], ["sh", "-c", wait % (b, a), "second"],
                                        ["sh", "-c", "echo $LC_ALL; exit 3"]])
     assert got == [(0, "first\n", "err first\n"), (0, "second\n", "err second\n"), (3, "C\n", "")]
