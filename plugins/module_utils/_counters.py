@@ -89,7 +89,7 @@ class Snapshot(object):
         for source, tools in SAVERS:
             path = self._which(tools)
             if path:
-                found.add(source.split('-')[0])
+                found.add(source.split('-', maxsplit=1)[0])
                 self._start(('save', source), [path, '-c'])
         for family, tool in PLAIN_SAVERS:
             if family not in found:
@@ -141,8 +141,8 @@ class Snapshot(object):
             return None
         if rc != 0 and key[0] != 'route':
             first = (err or out or '').strip().splitlines()[:1]
-            self.notes.append('could not read %s: %s exited %d%s' % (what, os.path.basename(proc.argv[0]), rc,
-                                                                    (' (%s)' % first[0][:160]) if first else ''))
+            said = (' (%s)' % first[0][:160]) if first else ''
+            self.notes.append('could not read %s: %s exited %d%s' % (what, os.path.basename(proc.argv[0]), rc, said))
             return None
         return rc, out, err
 

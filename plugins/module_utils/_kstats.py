@@ -34,8 +34,8 @@ def parse_snmp(text):
     out = {}
     lines = text.splitlines()
     for head, values in zip(lines, lines[1:]):
-        name, _, keys = head.partition(':')
-        vname, _, nums = values.partition(':')
+        name, _sep, keys = head.partition(':')
+        vname, _sep, nums = values.partition(':')
         if name != vname or name not in WANTED or not keys or keys.split()[0].lstrip('-').isdigit():
             continue
         wanted = WANTED[name]

@@ -51,12 +51,14 @@ def stop_of(path):
     """``(stop row, last row that saw it, packets lost there)`` of one direction's rows, or None."""
     prev = None
     for r in path:
+        # every copy seen counts (a retransmission crosses the same rules again), not only distinct packets
         if r["status"] == "LOST":
             if prev is None:
                 return None
-            return r, prev, prev.get("last_hop_of") or prev["packets"] or 0
+            return r, prev, prev["packets"] or 0
         if r["status"] == "partial":
-            return r, prev, r.get("lost_from_previous") or 0
+            short = (prev["packets"] or 0) - (r["packets"] or 0) if prev is not None else 0
+            return r, prev, short if short > 0 else (r.get("lost_from_previous") or 0)
         if r["packets"]:
             prev = r
     return None
@@ -114,8 +116,8 @@ def _rule_words(rule):
 
 def _rule_evidence(node, rule):
     """'node-b iptables-nft (packets +3, bytes +180): -t filter -A ...': the rule as iptables-save prints it."""
-    return "%s %s (packets +%d, bytes +%d): -t %s %s" % (node, rule["source"], rule["packets"], rule["bytes"], rule["table"],
-                                                        rule["rule"])
+    counted = (rule["packets"], rule["bytes"])
+    return "%s %s (packets +%d, bytes +%d): -t %s %s" % ((node, rule["source"]) + counted + (rule["table"], rule["rule"]))
 
 
 def _rule_name(rule):
@@ -257,6 +259,7 @@ def explain(d, path, counters, flow):
     for _order, _off, other in items[1:]:
         if len(best["evidence"]) < EVIDENCE_MAX:
             best["evidence"].append("also: %s" % other["text"])
+    best["evidence"].extend(not_read(nodes, counters)[:EVIDENCE_MAX])
     return best
 
 
@@ -268,8 +271,8 @@ def rejecting_rule(item, counters):
     if not rules:
         return None
     rule = max(rules, key=lambda r: r["packets"])
-    text = "%s's %s sent it (%s; %d packet%s)" % (node, _rule_name(rule), _rule_words(rule), rule["packets"],
-                                                 "" if rule["packets"] == 1 else "s")
+    count = "1 packet" if rule["packets"] == 1 else "%d packets" % rule["packets"]
+    text = "%s's %s sent it (%s; %s)" % (node, _rule_name(rule), _rule_words(rule), count)
     return text, _rule_evidence(node, rule)
 
 
@@ -283,4 +286,11 @@ def unexplained(d, path, counters):
     nodes = [n for n in stop_nodes(stop, prev) if n in counters]
     if not nodes:
         return None
-    return "no counter on %s explains the loss" % " or ".join(nodes)
+    text = "no counter on %s explains the loss" % " or ".join(nodes)
+    unread = not_read(nodes, counters)
+    return "%s (%s)" % (text, "; ".join(unread)) if unread else text
+
+
+def not_read(nodes, counters):
+    """What could not be read on ``nodes``: ``["node-b: could not read ip6tables rules: ..."]`` (the capture's notes)."""
+    return ["%s: %s" % (node, note) for node in nodes for note in (counters.get(node) or {}).get("notes") or []]

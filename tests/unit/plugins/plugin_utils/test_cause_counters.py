@@ -106,6 +106,21 @@ def test_other_counters(tmp_path, extra, kind, text):
     assert rep["directions"]["request"]["cause"]["kind"] == kind
 
 
+def test_what_could_not_be_read_is_said(tmp_path):
+    notes = ["could not read iptables rules: iptables-save is not installed",
+             "could not read the conntrack statistics: no /proc/net/stat/nf_conntrack and conntrack is not installed"]
+    rep = traced(tmp_path, {"node-b": dict(counters(), notes=notes)})
+    assert rep["why"] == ("no counter on node-b explains the loss (node-b: could not read iptables rules: iptables-save is not "
+                          "installed; node-b: could not read the conntrack statistics: no /proc/net/stat/nf_conntrack and "
+                          "conntrack is not installed)")
+    routes = {_synth.DST: {"error": "unreachable", "message": "No route to host"}}
+    rep = traced(tmp_path, {"node-b": dict(counters(routes=routes), notes=notes[:1])})
+    assert rep["why"] == "unreachable route for %s on node-b" % _synth.DST
+    evidence = ["node-b: ip route get %s: No route to host" % _synth.DST,
+                "node-b: could not read iptables rules: iptables-save is not installed"]
+    assert rep["directions"]["request"]["cause"]["evidence"] == evidence
+
+
 def test_without_counters_the_packets_text_stays(tmp_path):
     rep = traced(tmp_path, {})
     assert rep["why"] == "no packet in the captures explains the loss"
@@ -116,9 +131,8 @@ def test_owners():
     assert cc.owner("cali-po-knp.default.web") == "Calico egress policy knp.default.web"
     assert cc.owner("cali-pri-kns.default") == "Calico ingress profile of namespace default"
     assert cc.owner("cali-pro-ksa.default.builder") == "Calico egress profile of service account default.builder"
-    assert cc.owner("cali-fw-cali5125b8e5d77", '-m comment --comment "cali:s2Jrc8hOvqYYH_jj" -m comment --comment '
-                    '"Drop if no profiles matched" -j DROP') == ("Calico's chain from the workload on cali5125b8e5d77: "
-                                                                   "Drop if no profiles matched")
+    fw_rule = '-m comment --comment "cali:s2Jrc8hOvqYYH_jj" -m comment --comment "Drop if no profiles matched" -j DROP'
+    assert cc.owner("cali-fw-cali5125b8e5d77", fw_rule) == "Calico's chain from the workload on cali5125b8e5d77: Drop if no profiles matched"
     assert cc.owner("KUBE-FIREWALL", '-A KUBE-FIREWALL -m comment --comment "kubernetes firewall for dropping marked packets" '
                     '-m mark --mark 0x8000/0x8000 -j DROP') == "kube-proxy: kubernetes firewall for dropping marked packets"
     assert cc.owner("FORWARD") == ""
