@@ -449,3 +449,49 @@ def test_filters_are_compiled_at_once_and_answered_in_order(tmp_path):
                                        ["sh", "-c", "echo $LC_ALL; exit 3"]])
     assert got == [(0, "first\n", "err first\n"), (0, "second\n", "err second\n"), (3, "C\n", "")]
     assert module.run_command.call_count == 3
+
+
+def _fake_tool(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\ncat <<'OUT'\n%sOUT\n" % text)
+    path.chmod(0o755)
+    return str(path)
+
+
+NO_COUNTER_TOOLS = {name: None for name in ("iptables-legacy-save", "iptables-nft-save", "ip6tables-legacy-save",
+                                            "ip6tables-nft-save", "iptables-save", "ip6tables-save", "nft", "ip", "conntrack")}
+
+
+def test_the_stop_returns_the_counters_deltas_since_the_start(tmp_path):
+    """The start keeps its snapshot in the state file (as _counters.keep_before does); the stop diffs it."""
+    from ansible_collections.hoptrace.k8s.plugins.module_utils import _counters as ctr
+    from ansible_collections.hoptrace.k8s.plugins.module_utils import _netfilter as nf
+    from ansible_collections.hoptrace.k8s.plugins.module_utils import _tcpdump as td
+    after = ("*filter\n:FORWARD ACCEPT [9:540]\n"
+             '[5:300] -A FORWARD -d 172.17.25.239/32 -p tcp -m comment --comment "cali:Zk6CbRlMMcKBWZg9" -j DROP\n'
+             "[7:420] -A FORWARD -j ACCEPT\nCOMMIT\n")
+    before = after.replace("[5:300]", "[2:120]").replace("[7:420]", "[1:60]")
+    counters, _rules = nf.parse_save(before, "iptables-nft")
+    snap = {"t": 100.0, "counters": counters, "kernel": {}, "conntrack": {}, "links": {}, "notes": []}
+    base = str(tmp_path / "c3")
+    td.write_state(base + ".state.json", {"id": "c3", "pid": 999999999, "pid_start": 1, "count": 2, "deadline_at": 1e12,
+                                          "interface": "lo", "counters_before": ctr.compact(snap)})
+    bins = dict(NO_COUNTER_TOOLS, **{"iptables-nft-save": _fake_tool(tmp_path, "iptables-nft-save", after)})
+    args = {"id": "c3", "state": "stopped", "directory": str(tmp_path), "snapshot_routes": ["172.17.25.239"]}
+    result, _script = run_module(capture, args, [], bins=bins)
+    got = result["counters"]
+    assert [(r["chain"], r["number"], r["target"], r["packets"], r["bytes"]) for r in got["rules"]] == [("FORWARD", 1, "DROP", 3, 180)]
+    assert got["notes"][:2] == ["could not read ip6tables rules: ip6tables-save is not installed",
+                                "could not read the interfaces, neighbours and routes: ip (iproute2) is not installed"]
+    assert got["routes"] == {} and got["seconds"] > 0
+    # snapshot: false - nothing read, no counters in the result
+    td.write_state(base + ".state.json", {"id": "c3", "pid": 999999999, "pid_start": 1, "count": 2, "deadline_at": 1e12})
+    result, _script = run_module(capture, dict(args, snapshot=False), [], bins=bins)
+    assert "counters" not in result and not result["failed"]
+
+
+def test_snapshot_routes_must_be_addresses(tmp_path, no_process):
+    result, script = run_module(capture, {"id": "c4", "state": "stopped", "directory": str(tmp_path),
+                                          "snapshot_routes": ["172.17.25.239; reboot"]}, [])
+    assert result["failed"] and result["msg"] == "snapshot_routes must hold IP addresses; '172.17.25.239; reboot' is not one"
+    assert script.calls == []
