@@ -31,8 +31,12 @@ def _key(source, table, chain, text, occurrence):
     return '%s|%s|%s|%08x|%d' % (source, table, chain, zlib.crc32(text.encode('utf-8')) & 0xffffffff, occurrence)
 
 
-def parse_save(text, source):
-    """``(counters, rules)`` of one iptables-save -c output.
+def parse_save(text, source, every=False):
+    """``(counters, rules)`` of one iptables-save -c output: its rules that drop or reject (``every``: all
+    of them) and its built-in chains' policies.
+
+    Every rule is numbered in its chain, but only the kept ones are parsed further: a kube-proxy node's
+    tens of thousands of rules cost a substring test each.
 
     ``counters``: ``{key: [packets, bytes]}``; a built-in chain's policy has the key
     ``<source>|<table>|<chain>|policy|0``. ``rules``: ``{key: (chain, number, text, target, is_policy)}``,
@@ -50,11 +54,17 @@ def parse_save(text, source):
         if table is None:
             continue
         if line[0] == '[':
+            parts = line.split(' ', 3)
+            if len(parts) < 4 or parts[1] != '-A':
+                continue
+            chain = parts[2]
+            numbers[chain] = numbers.get(chain, 0) + 1
+            if not every and ' -j DROP' not in line and ' -j REJECT' not in line:
+                continue
             m = _RULE.match(line)
             if not m:
                 continue
-            chain, rest = m.group(3), m.group(4)
-            numbers[chain] = numbers.get(chain, 0) + 1
+            rest = m.group(4)
             occ = seen.get((chain, rest), 0)
             seen[(chain, rest)] = occ + 1
             key = _key(source, table, chain, rest, occ)

@@ -34,7 +34,7 @@ def lowered(text, by):
 
 
 def test_calico_rules_keep_their_chain_number_text_and_target():
-    counters, rules = nf.parse_save(fixture("calico-iptables-save-c.txt"), "iptables-nft")
+    counters, rules = nf.parse_save(fixture("calico-iptables-save-c.txt"), "iptables-nft", every=True)
     assert len(counters) == 20
     drops = [nf.rule_info(k, rules) for k in counters if counters[k][0] and rules[k][3] == "DROP"]
     assert drops == [{
@@ -45,16 +45,23 @@ def test_calico_rules_keep_their_chain_number_text_and_target():
     jump = next(k for k in counters if "cali:yWm8oY1YDuoYpkS6" in rules[k][2])
     assert counters[jump] == [3, 180]
     assert nf.rule_info(jump, rules)["target"] == "cali-pi-_hvIhg5e42MGXRa9paIF"
+    # what a snapshot keeps: the 6 DROP rules only, numbered as before
+    dropping, kept = nf.parse_save(fixture("calico-iptables-save-c.txt"), "iptables-nft")
+    assert sorted((kept[k][0], kept[k][1]) for k in dropping) == [
+        ("cali-fw-cali5125b8e5d77", 2), ("cali-fw-cali5125b8e5d77", 7), ("cali-fw-cali5125b8e5d77", 10),
+        ("cali-tw-cali5125b8e5d77", 2), ("cali-tw-cali5125b8e5d77", 7), ("cali-tw-cali5125b8e5d77", 10)]
+    assert set(dropping) <= set(counters)
 
 
 def test_kube_proxy_rules_parse_and_dnat_is_not_a_drop():
     text = fixture("kube-proxy-iptables-save-c.txt")
-    counters, rules = nf.parse_save(text, "iptables-legacy")
+    counters, rules = nf.parse_save(text, "iptables-legacy", every=True)
     assert len(counters) == 9
     dnat = next(k for k in counters if counters[k][0] == 102)
     assert counters[dnat] == [102, 8638]
     assert nf.rule_info(dnat, rules)["target"] == "DNAT"
-    before = dict(counters=dict(nf.parse_save(lowered(text, 50), "iptables-legacy")[0]), kernel={}, conntrack={}, links={}, t=0)
+    before = dict(counters=dict(nf.parse_save(lowered(text, 50), "iptables-legacy", every=True)[0]), kernel={}, conntrack={},
+                  links={}, t=0)
     after = dict(counters=counters, rules=rules, kernel={}, conntrack={}, links={}, t=1.5)
     assert ctr.delta(before, after)["rules"] == []   # counters rose, none of them drops
 
