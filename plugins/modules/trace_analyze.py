@@ -300,8 +300,9 @@ report:
             kind:
               description: >-
                 C(reset), C(icmp-unreachable), C(icmp-frag-needed), C(icmp-time-exceeded) or C(icmp-error) from the
-                packets; C(netfilter-rule), C(route), C(rp-filter), C(conntrack), C(neighbour) or C(interface-drops)
-                from the counters.
+                packets; C(mtu), C(netfilter-rule), C(route), C(rp-filter), C(conntrack), C(neighbour) or
+                C(interface-drops) from the counters (C(mtu) - the last hop that saw the direction saw packets larger
+                than the next hop interface's MTU).
               type: str
               sample: reset
             evidence:

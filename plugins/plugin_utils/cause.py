@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import cause_counters as cc
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils import cause_mtu
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import decode as dec
 
 NO_EXPLANATION = "no packet in the captures explains the loss"
@@ -258,7 +259,8 @@ def explain(an, rows):
     causes = {}
     # no packet says why: the nodes' counters may (cause_counters.py; none without counters)
     counters = cc.by_node(an.caps)
-    flow = {"src": ctx.src, "dst": ctx.dst, "neighbours": set(ctx.nodes) | {ctx.src, ctx.dst}}
+    flow = {"src": ctx.src, "dst": ctx.dst, "neighbours": set(ctx.nodes) | {ctx.src, ctx.dst},
+            "largest": lambda row: cause_mtu.largest(an, row)}
     for d, name in enumerate(DIRECTIONS):
         path = [r for r in rows if r["_d"] == d]
         items = []

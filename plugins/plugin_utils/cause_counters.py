@@ -17,7 +17,10 @@ last hop that saw it and the node of the first that did not - and returns one ca
 - ``rp-filter``: the kernel's reverse path filter counter (``TcpExt.IPReversePathFilter``) rose;
 - ``conntrack``: conntrack's invalid / insert_failed / drop counters rose;
 - ``neighbour``: the neighbour entry of a path node's address (or of the pod) is FAILED or INCOMPLETE;
-- ``interface-drops``: the interface of the hop where it stopped counted rx/tx drops or errors.
+- ``interface-drops``: the interface of the hop where it stopped counted rx/tx drops or errors;
+- ``mtu``: the last hop that saw it saw packets larger than the MTU of the first hop that did not
+  (with a tunnel's header on an underlay NIC) - its capture is read again for the largest packet
+  (``cause_mtu.largest``) - which comes first: a DROP of the fragmentation needed is then its symptom.
 
 A rule or counter that rose by far more or far less than what was lost is not taken for the cause
 (it counted other traffic). When nothing explains it, ``unexplained(...)`` says "no counter on
@@ -27,6 +30,8 @@ A rule or counter that rose by far more or far less than what was lost is not ta
 from __future__ import annotations
 
 import re
+
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils import cause_mtu
 
 DIRECTIONS = ("request", "response")
 EVIDENCE_MAX = 8
@@ -220,6 +225,24 @@ def _kernel_items(d, nodes, counters, lost, stop, flow):
     return items
 
 
+def _mtu_items(d, stop, prev, counters, flow):
+    measure = flow.get("largest")
+    link = ((counters.get(stop["node"]) or {}).get("links") or {}).get(stop["interface"]) or {}
+    mtu = link.get("mtu")
+    if measure is None or prev is None or not mtu:
+        return []
+    size = measure(prev)
+    extra = cause_mtu.overhead(stop.get("encap"))      # the size measured is the inner packet's
+    if not size or size + extra <= mtu:
+        return []
+    with_header = " (%d bytes with the %s header)" % (size + extra, stop["encap"].upper()) if extra else ""
+    text = "packets of %d bytes seen at %s %s, never at %s %s%s: MTU %d on %s %s" % (
+        size, prev["node"], prev["interface"], stop["node"], stop["interface"], with_header, mtu, stop["node"], stop["interface"])
+    evidence = ["%s %s: largest packet %d bytes" % (prev["node"], prev["interface"], size),
+                "%s %s: mtu %d" % (stop["node"], stop["interface"], mtu)]
+    return [(-1, 0, _item(d, "mtu", text, evidence, "high", stop, -1))]
+
+
 def stop_nodes(stop, prev):
     """The nodes where a direction that stopped between ``prev`` and ``stop`` could have been dropped."""
     nodes = [stop["node"]]
@@ -232,8 +255,9 @@ def explain(d, path, counters, flow):
     """The counters' cause item of direction ``d`` (module docstring), or None.
 
     ``path``: the direction's rows in order (analysis rows, classified); ``counters``: ``{node:
-    counters}`` (``by_node``); ``flow``: ``{"src", "dst", "neighbours"}`` - the pods' addresses and
-    the addresses whose neighbour entries matter (the path nodes', the pods').
+    counters}`` (``by_node``); ``flow``: ``{"src", "dst", "neighbours", "largest"}`` - the pods'
+    addresses, the addresses whose neighbour entries matter (the path nodes', the pods') and
+    ``largest(row)``, the largest packet of a row's direction at that hop (None: no MTU cause).
     """
     found = stop_of(path)
     if not counters:
@@ -250,7 +274,8 @@ def explain(d, path, counters, flow):
     nodes = [n for n in stop_nodes(stop, prev) if n in counters]
     if not nodes:
         return None
-    items = _rule_items(d, nodes, counters, lost, stop) + _route_items(d, nodes, counters, flow, stop)
+    items = _mtu_items(d, stop, prev, counters, flow)
+    items += _rule_items(d, nodes, counters, lost, stop) + _route_items(d, nodes, counters, flow, stop)
     items += _kernel_items(d, nodes, counters, lost, stop, flow)
     if not items:
         return None

@@ -4,11 +4,14 @@ The traces are _synth's (the request lost from node-b tunl0 on: 4 packets seen o
 none after it); the counters are what module_utils/_counters.delta returns, with rules as Felix
 and kube-proxy write them (tests/unit/fixtures/counters).
 """
+import struct
+
 import pytest
 
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import analysis, cause_counters as cc, report
 
 import _synth
+import test_cause
 
 DENY = '-A cali-pi-_hvIhg5e42MGXRa9paIF -m comment --comment "cali:x8K2Rn6C3d_N4cVm" -j DROP'
 TW_DROP = ('-A cali-tw-calic25e805a467 -m comment --comment "cali:0HKmZy_mh8JT1Tl6" -m comment --comment '
@@ -136,3 +139,42 @@ def test_owners():
     assert cc.owner("KUBE-FIREWALL", '-A KUBE-FIREWALL -m comment --comment "kubernetes firewall for dropping marked packets" '
                     '-m mark --mark 0x8000/0x8000 -j DROP') == "kube-proxy: kubernetes firewall for dropping marked packets"
     assert cc.owner("FORWARD") == ""
+
+
+def _echo(size, ident):
+    """An ICMP echo request from the source pod whose IPv4 packet is ``size`` bytes."""
+    payload = struct.pack("!BBHHH", 8, 0, 0, 0x4854, ident) + b"m" * (size - 28)
+    return _synth.ipv4(_synth.SRC, _synth.DST, 1, payload, ident)
+
+
+@pytest.mark.parametrize("stop_hop,iface,mtu,text", [
+    (6, "calic25e805a467", 1400, "packets of 1480 bytes seen at node-b tunl0, never at node-b calic25e805a467: MTU 1400 on "
+                                 "node-b calic25e805a467"),
+    (3, "eth0", 1480, "packets of 1480 bytes seen at node-a tunl0, never at node-a eth0 (1500 bytes with the IPIP header): "
+                      "MTU 1480 on node-a eth0"),
+])
+def test_packets_larger_than_the_next_hops_mtu(tmp_path, stop_hop, iface, mtu, text):
+    node = "node-b" if stop_hop > 3 else "node-a"
+    # three small echoes get through, three of 1480 bytes stop before stop_hop
+    packets = [("request", 1, 6, _echo(84, i)) for i in range(3)] + [("request", 1, stop_hop - 1, _echo(1480, 10 + i))
+                                                                     for i in range(3)]
+    plan, caps = test_cause.make(tmp_path, packets, proto="icmp", port=None)
+    frag_drop = rule("OUTPUT", "-A OUTPUT -p icmp -m icmp --icmp-type 3/4 -m comment --comment hoptrace-fault-f1 -j DROP", 3)
+    for cap in caps:
+        cap["counters"] = counters([frag_drop] if cap["node"] == node else [], links={iface: {"mtu": mtu}})
+    rep = analysis.analyze(plan, caps)
+    assert rep["why"] == text
+    got = rep["directions"]["request"]["cause"]
+    assert (got["kind"], got["confidence"]) == ("mtu", "high")
+    # the dropped fragmentation-needed errors are the symptom, listed after it
+    assert got["evidence"][2].startswith("also: dropped by iptables filter OUTPUT rule 1 (DROP, -m comment --comment "
+                                         "hoptrace-fault-f1; 3 packets while ")
+
+
+def test_no_mtu_cause_when_the_packets_fit(tmp_path):
+    packets = [("request", 1, 5, _echo(1400, i)) for i in range(3)]
+    plan, caps = test_cause.make(tmp_path, packets, proto="icmp", port=None)
+    for cap in caps:
+        cap["counters"] = counters(links={"calic25e805a467": {"mtu": 1400}})
+    rep = analysis.analyze(plan, caps)
+    assert rep["why"] == "no counter on node-b explains the loss"
