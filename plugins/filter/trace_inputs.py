@@ -21,14 +21,15 @@ description:
     C(probe_timeout) fits in C(deadline) in probe mode, C(mode), C(src) and C(dst) (a pod IP or
     C(namespace/pod)), the flow when both are IPs (see P(hoptrace.k8s.validate_flow#filter)),
     the group of the cluster's nodes (see P(hoptrace.k8s.node_group#filter)), the entry
-    node C(via) and the yes/no setting C(keep_captures) (true/false, yes/no, on/off, 1/0).
+    node C(via), the yes/no setting C(keep_captures) (true/false, yes/no, on/off, 1/0) and C(probe_size)
+    (C(small), or C(max) with C(proto) icmp or udp and C(count) 1).
   - Refuses the first bad value with a message that says what to fix.
 options:
   _input:
     description:
       - The settings, a dictionary with C(src), C(dst), C(proto), C(port), C(mode), C(deadline),
         C(duration), C(snaplen), C(probe_timeout), C(entry_tries), C(nodes) and C(via); C(count),
-        C(interval), C(max_loss) and C(keep_captures) when given (else 1, 0.2, 0 and false).
+        C(interval), C(max_loss), C(keep_captures) and C(probe_size) when given (else 1, 0.2, 0, false and small).
     type: dict
     required: true
   groups:

@@ -320,15 +320,45 @@ def tcp_once(src, dst, port, timeout):
         sock.close()
 
 
-def udp_once(src, dst, port, timeout):
-    """One datagram; a reply is ``answered``, an ICMP port unreachable ``refused``, silence ``sent``."""
+IP_MTU, IPV6_MTU, IP_MTU_DISCOVER, IPV6_MTU_DISCOVER, PMTUDISC_DO = 14, 24, 10, 23, 2
+
+
+def route_mtu(src, dst):
+    """The MTU of this namespace's route from ``src`` to ``dst`` (what a full-size probe fills)."""
+    v6 = ':' in dst
+    sock = socket.socket(_family(dst), socket.SOCK_DGRAM)
+    try:
+        sock.bind((src, 0))
+        sock.connect((dst, 9))
+        return sock.getsockopt(socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP, IPV6_MTU if v6 else IP_MTU)
+    finally:
+        sock.close()
+
+
+def dont_fragment(sock, v6):
+    """DF on everything ``sock`` sends (and no fragmentation by this host either)."""
+    sock.setsockopt(socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP, IPV6_MTU_DISCOVER if v6 else IP_MTU_DISCOVER, PMTUDISC_DO)
+
+
+def full_payload(src, dst, l4_header):
+    """Payload bytes that make an IP packet from ``src`` to ``dst`` exactly its route's MTU."""
+    return route_mtu(src, dst) - (40 if ':' in dst else 20) - l4_header
+
+
+def udp_once(src, dst, port, timeout, full=False):
+    """One datagram; a reply is ``answered``, an ICMP port unreachable ``refused``, silence ``sent``.
+    ``full``: as large as the route's MTU, with DF."""
     sock = socket.socket(_family(dst), socket.SOCK_DGRAM)
     sock.settimeout(timeout)
     start = time.time()
     try:
         sock.bind((src, 0))
         sock.connect((dst, port))
-        sock.send(b'hoptrace probe\n')
+        if full:
+            dont_fragment(sock, ':' in dst)
+            sock.send(b'hoptrace probe\n'.ljust(full_payload(src, dst, 8), b'.'))
+        else:
+            sock.send(b'hoptrace probe\n')
         sock.recv(2048)
         return {'ok': True, 'status': 'answered', 'time_ms': round((time.time() - start) * 1000.0, 3), 'error': None}
     except socket.timeout:
@@ -348,8 +378,10 @@ def checksum(data):
     return ~total & 0xffff
 
 
-def echo_request(ident, seq, v6=False):
+def echo_request(ident, seq, v6=False, payload_len=None):
     payload = b'hoptrace' + struct.pack('!d', time.time())
+    if payload_len:
+        payload = payload.ljust(payload_len, b'.')
     kind = 128 if v6 else 8
     header = struct.pack('!BBHHH', kind, 0, 0, ident, seq)
     if v6:
@@ -388,7 +420,8 @@ def parse_icmp_reply(packet, ident, seq, v6=False):
     return None
 
 
-def icmp_once(src, dst, seq, timeout):
+def icmp_once(src, dst, seq, timeout, full=False):
+    """One echo request; ``full``: as large as the route's MTU, with DF."""
     v6 = ':' in dst
     proto = socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP
     sock = socket.socket(_family(dst), socket.SOCK_RAW, proto)
@@ -396,7 +429,11 @@ def icmp_once(src, dst, seq, timeout):
     start = time.time()
     try:
         sock.bind((src, 0))
-        sock.sendto(echo_request(ident, seq, v6), (dst, 0))
+        size = None
+        if full:
+            dont_fragment(sock, v6)
+            size = full_payload(src, dst, 8)
+        sock.sendto(echo_request(ident, seq, v6, size), (dst, 0))
         deadline = start + timeout
         while True:
             left = deadline - time.time()
@@ -420,15 +457,16 @@ def icmp_once(src, dst, seq, timeout):
         sock.close()
 
 
-def run_probes(src, dst, proto, port, timeout, count, interval=0.2):
+def run_probes(src, dst, proto, port, timeout, count, interval=0.2, full=False):
+    """``full``: udp and icmp probes as large as the route's MTU, with DF (tcp: a SYN either way)."""
     attempts = []
     for seq in range(1, count + 1):
         if proto == 'tcp':
             attempt = tcp_once(src, dst, port, timeout)
         elif proto == 'udp':
-            attempt = udp_once(src, dst, port, timeout)
+            attempt = udp_once(src, dst, port, timeout, full)
         else:
-            attempt = icmp_once(src, dst, seq, timeout)
+            attempt = icmp_once(src, dst, seq, timeout, full)
         attempt['seq'] = seq
         attempts.append(attempt)
         if seq < count:

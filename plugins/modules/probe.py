@@ -63,6 +63,16 @@ options:
     type: float
     default: 0.2
     version_added: 0.2.0
+  size:
+    description:
+      - V(small) sends the usual small probe. V(max) sends an ICMP echo or a UDP datagram whose IP packet is as
+        large as the MTU of the pod's route to O(dst), with DF set (neither the pod nor a router may fragment
+        it), to find an MTU black hole that small probes pass; RV(probe_bytes) says how large.
+      - V(max) needs O(proto=icmp) or O(proto=udp) (a TCP SYN carries no payload) and O(count=1).
+    type: str
+    choices: [small, max]
+    default: small
+    version_added: 0.2.0
 notes:
   - Needs root (C(setns) and, for ICMP, a raw socket); run it with C(become).
   - Always C(changed=false) - it sends a few packets but changes nothing on the node or in the pod.
@@ -158,6 +168,11 @@ netns_matches:
   type: list
   elements: str
   sample: [/proc/4242/ns/net]
+probe_bytes:
+  description: With O(size=max), the size of the probe's IP packet (the MTU of the pod's route to O(dst)).
+  returned: with O(size=max), not in check mode
+  type: int
+  sample: 1480
 pod_dev:
   description: The device this node routes O(src) to (the pod's veth).
   returned: always
@@ -203,6 +218,7 @@ def argspec():
         timeout=dict(type='float', default=3.0),
         count=dict(type='int', default=1),
         interval=dict(type='float', default=0.2),
+        size=dict(type='str', default='small', choices=['small', 'max']),
     )
 
 
@@ -224,6 +240,9 @@ def validated(params):
     p['count'] = v.check_range(p['count'], 'count', 1, 1000)
     if not 0 <= float(p['interval']) <= 60:
         raise ValueError('interval %s is out of range: give seconds from 0 to 60, e.g. 0.2' % p['interval'])
+    if p['size'] == 'max' and (p['proto'] == 'tcp' or p['count'] > 1):
+        raise ValueError('size=max sends one ICMP echo or UDP datagram as large as the MTU: use proto icmp or udp '
+                         'and count 1 (a TCP SYN carries no payload)')
     return p
 
 
@@ -267,7 +286,10 @@ def execute_module(module):
             attempts = sched.run_schedule(p['src'], p['dst'], p['proto'], p['port'], float(p['timeout']), p['count'],
                                           float(p['interval']))
         else:
-            attempts = ns.run_probes(p['src'], p['dst'], p['proto'], p['port'], float(p['timeout']), 1)
+            full = p['size'] == 'max'
+            attempts = ns.run_probes(p['src'], p['dst'], p['proto'], p['port'], float(p['timeout']), 1, full=full)
+            if full:
+                return {'netns': path, 'matches': matches, 'attempts': attempts, 'probe_bytes': ns.route_mtu(p['src'], p['dst'])}
         return {'netns': path, 'matches': matches, 'attempts': attempts}
 
     limit = 10 + len(paths) * 0.05 + (p['count'] - 1) * float(p['interval']) + float(p['timeout']) + 1
@@ -283,6 +305,8 @@ def execute_module(module):
                                 ' (%d at the other end of %s)' % (len(paths), dev) if paths is not searched else ''))
     result = dict(changed=False, src=p['src'], dst=p['dst'], port=p['port'], proto=p['proto'], pod_dev=dev,
                   netns=found['netns'], netns_matches=found['matches'])
+    if found.get('probe_bytes'):
+        result['probe_bytes'] = found['probe_bytes']
     if found['attempts'] is None:
         result.update(ok=True, status='skipped', error=None, time_ms=None, sent=0, succeeded=0, attempts=[])
     else:

@@ -33,6 +33,7 @@ FRACTIONS = (
     ("max_loss", 0, 100),
 )
 MODES = ("probe", "passive")
+PROBE_SIZES = ("small", "max")     # max: an ICMP echo or UDP datagram as large as the pod route's MTU, DF set
 # yes/no settings, spelled as Ansible's bool filter and argument specs accept them
 BOOLEANS = ("keep_captures",)
 _TRUE, _FALSE = ("1", "true", "yes", "on", "y", "t"), ("0", "false", "no", "off", "n", "f", "")
@@ -106,6 +107,17 @@ def check_bool(name, value):
     raise ValidationError("%s %r is not a yes/no value: give true or false" % (name, value))
 
 
+def check_probe_size(value, mode, proto, count):
+    """``probe_size``: small (the default) or max - one ICMP echo or UDP datagram filling the MTU, with DF."""
+    size = str(value or "small").strip().lower()
+    if size not in PROBE_SIZES:
+        raise ValidationError("probe_size %r is not supported; use small (the default) or max" % (value,))
+    if size == "max" and (mode != "probe" or str(proto or "tcp").lower() not in ("icmp", "udp") or count != 1):
+        raise ValidationError("probe_size=max sends one ICMP echo or UDP datagram as large as the MTU: give proto=icmp "
+                              "or proto=udp, mode probe and count 1 (a TCP SYN carries no payload)")
+    return size
+
+
 def step_timeout(deadline):
     """Seconds every remote step (and the ssh connection inside it) may take: deadline/4 in 5..30."""
     return min(max(int(deadline) // 4, 5), 30)
@@ -118,9 +130,10 @@ def check_inputs(settings, groups):
         :data:`FRACTIONS` (``count``, ``interval`` and ``max_loss`` may be left out: 1, 0.2, 0),
         ``nodes`` (a group name or empty), ``via`` (a host name or empty) and ``junit`` (a controller
         file path or empty, see :func:`check_junit`; ``junit`` in the result is it made absolute),
-        and the yes/no settings of :data:`BOOLEANS` (``keep_captures``; left out: false).
+        the yes/no settings of :data:`BOOLEANS` (``keep_captures``; left out: false) and ``probe_size``
+        (:data:`PROBE_SIZES`; left out: small).
     :arg groups: the inventory's ``{group: [hosts]}`` (Ansible's ``groups``).
-    :returns: ``{numbers, flags, src_ref, dst_ref, unresolved, flow, cluster, step_timeout, junit}``
+    :returns: ``{numbers, flags, src_ref, dst_ref, unresolved, flow, cluster, step_timeout, junit, probe_size}``
         (``flags``: the yes/no settings as bools); ``flow``
         is the validated flow when src and dst are IPs, else None and ``unresolved`` lists the
         ``{what, ref}`` that need the Kubernetes API.
@@ -132,6 +145,7 @@ def check_inputs(settings, groups):
     if mode not in MODES:
         raise ValidationError("mode %r is not supported; use one of %s" % (settings.get("mode"), ", ".join(MODES)))
     check_repeat(numbers, mode)
+    probe_size = check_probe_size(settings.get("probe_size"), mode, settings.get("proto"), numbers["count"])
     flags = {name: check_bool(name, settings.get(name, False)) for name in BOOLEANS}
     refs = {what: pod_ref(settings.get(what), what) for what in ("src", "dst")}
     unresolved = [{"what": what, "ref": refs[what]} for what in ("src", "dst") if refs[what]["ip"] is None]
@@ -156,4 +170,5 @@ def check_inputs(settings, groups):
         "cluster": cluster,
         "step_timeout": step_timeout(numbers["deadline"]),
         "junit": check_junit(settings.get("junit")),
+        "probe_size": probe_size,
     }

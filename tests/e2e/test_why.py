@@ -109,3 +109,26 @@ def test_strict_rp_filter_with_an_asymmetric_route(lab_factory, tmp_path):
     assert report["why"] == ("the reverse path filter dropped it on node-b (TcpExt.IPReversePathFilter rose by %d while %d %s lost; "
                              "rp_filter all=1, tunl0=1)" % (lost, lost, "was" if lost == 1 else "were"))
     assert report["directions"]["request"]["cause"]["kind"] == "rp-filter"
+
+
+def test_an_mtu_black_hole_found_with_a_full_size_probe(lab_factory, tmp_path):
+    """node-b's end of the pod's veth gets MTU 1400 and its fragmentation needed errors are dropped: the
+    small probe passes, the full-size one (1480 bytes, the pods' IPIP MTU, DF) never reaches the pod."""
+    lab_factory("ipip", 2)
+    labctl.fault_add("mtu", "node-b", iface=DST_VETH, mtu="1400")
+    try:
+        rc_small, out_small, small = trace(tmp_path / "small", *flow(), "-e", "proto=icmp")
+        rc, out, report = trace(tmp_path / "max", *flow(), "-e", "proto=icmp", "-e", "probe_size=max")
+    finally:
+        labctl.fault_clear()
+    assert rc_small == 0 and small["healthy"] is True, out_small[-3000:]
+    assert rc == 2, out[-3000:]
+    assert request_rows(report) == lost_at(report, 6)
+    why = ("packets of 1480 bytes seen at node-b tunl0, never at node-b calic25e805a467: MTU 1400 on node-b "
+           "calic25e805a467")
+    assert report["why"] == why
+    cause = report["directions"]["request"]["cause"]
+    assert (cause["kind"], cause["confidence"], cause["text"]) == ("mtu", "high", why)
+    assert cause["evidence"][:2] == ["node-b tunl0: largest packet 1480 bytes", "node-b calic25e805a467: mtu 1400"]
+    # the fault's DROP of the fragmentation needed errors counted too: a symptom, listed after the cause
+    assert cause["evidence"][2].startswith("also: dropped by iptables filter ")

@@ -111,3 +111,13 @@ def test_candidates_exclude_our_own_and_dedupe():
         keys.append((st.st_dev, st.st_ino))
     assert (own.st_dev, own.st_ino) not in keys
     assert len(keys) == len(set(keys))
+
+
+def test_a_full_size_echo_fills_the_route_mtu():
+    """Over loopback (this machine's own namespace, nothing leaves it): the payload makes the packet the MTU."""
+    from ansible_collections.hoptrace.k8s.plugins.module_utils import _netns
+    mtu = _netns.route_mtu("127.0.0.1", "127.0.0.1")
+    assert mtu == min(65535, int(open("/sys/class/net/lo/mtu").read()))   # an IP packet holds 65535 bytes at most
+    assert _netns.full_payload("127.0.0.1", "127.0.0.1", 8) == mtu - 28
+    packet = _netns.echo_request(7, 1, payload_len=1452)
+    assert len(packet) == 8 + 1452 and packet[8:16] == b"hoptrace"

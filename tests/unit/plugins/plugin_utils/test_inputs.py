@@ -126,3 +126,17 @@ def test_a_bad_junit_path_is_refused_with_what_to_fix(value, message):
     with pytest.raises(ValidationError) as err:
         check_inputs(settings(junit=value), GROUPS)
     assert str(err.value).startswith(message), str(err.value)
+
+
+def test_probe_size():
+    from ansible_collections.hoptrace.k8s.plugins.plugin_utils.inputs import check_probe_size
+    assert check_probe_size(None, "probe", "tcp", 1) == "small"
+    assert check_probe_size(" MAX", "probe", "icmp", 1) == "max"
+    assert check_probe_size("max", "probe", "udp", 1) == "max"
+    for args, msg in ((("huge", "probe", "icmp", 1), "probe_size 'huge' is not supported; use small (the default) or max"),
+                      (("max", "probe", "tcp", 1), "probe_size=max sends one ICMP echo or UDP datagram as large as the MTU"),
+                      (("max", "passive", "icmp", 1), "give proto=icmp or proto=udp, mode probe and count 1"),
+                      (("max", "probe", "icmp", 5), "give proto=icmp or proto=udp, mode probe and count 1")):
+        with pytest.raises(ValidationError) as err:
+            check_probe_size(*args)
+        assert msg in str(err.value)
