@@ -34,9 +34,10 @@ def _env(**extra):
     return env
 
 
-def trace(out_dir, *args, env=None, timeout=180, playbook=PLAYBOOK):
-    """Run a trace; returns (rc, printed output, report dict or None)."""
-    argv = [os.path.join(BIN, "ansible-playbook"), "-i", labctl.inventory_path(), playbook,
+def trace(out_dir, *args, env=None, timeout=180, playbook=PLAYBOOK, inventory=None):
+    """Run a trace (on the lab's SSH inventory unless another is given); returns (rc, printed output,
+    report dict or None)."""
+    argv = [os.path.join(BIN, "ansible-playbook"), "-i", inventory or labctl.inventory_path(), playbook,
             "-e", "output_dir=%s" % out_dir] + list(args)
     proc = subprocess.run(argv, cwd=ROOT, env=env or _env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, timeout=timeout)
@@ -176,12 +177,12 @@ def test_unreachable_node_is_reported_unknown(lab_factory, tmp_path):
     assert node_leftovers(["node-a"]) == {}
 
 
-def kill_controller_once_armed(out_dir):
+def kill_controller_once_armed(out_dir, deadline=5, inventory=None, env=None):
     """Start a passive trace (deadline 5 s) and SIGKILL its controller once every capture is armed;
     returns when it was killed (time.monotonic())."""
-    argv = [os.path.join(BIN, "ansible-playbook"), "-i", labctl.inventory_path(), PLAYBOOK,
-            "-e", "output_dir=%s" % out_dir, "-e", "mode=passive", "-e", "duration=60", "-e", "deadline=5"] + flow()
-    proc = subprocess.Popen(argv, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    argv = [os.path.join(BIN, "ansible-playbook"), "-i", inventory or labctl.inventory_path(), PLAYBOOK,
+            "-e", "output_dir=%s" % out_dir, "-e", "mode=passive", "-e", "duration=60", "-e", "deadline=%d" % deadline] + flow()
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env or _env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
         armed = time.monotonic() + 60

@@ -1,0 +1,124 @@
+"""Traces through the hoptrace.k8s.node_debug connection: no SSH, debug pods via kubectl.
+
+No API server can run on these machines: the `kubectl` here is tests/lab/standin_kubectl.py, a
+STAND-IN that maps `debug node/X` onto a bounded "pod" process and `exec ... nsenter -t 1 ...` onto
+the lab node's namespaces (the lab's nodes are network namespaces with their own mount, UTS, IPC
+and PID namespaces); its command lines are checked against the real kubectl in
+tests/unit/plugins/plugin_utils/test_node_debug_kubectl.py. Everything else is real: the modules
+run with the node's python3 and tcpdump, through the plugin's exec and file transfers.
+"""
+import json
+import os
+import time
+
+import pytest
+
+from lab import labctl
+from test_trace import PATHS, ROOT, _env, flow, hop_rows, kill_controller_once_armed, node_leftovers, trace
+
+pytest_plugins = ["lab.fixtures"]
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+
+STANDIN = os.path.join(ROOT, "tests", "lab", "standin_kubectl.py")
+
+
+def debug_inventory(tmp_path, lab):
+    """The lab's nodes reached only through debug pods (no ansible_host, no ssh settings)."""
+    path = tmp_path / "debug.ini"
+    lines = ["[nodes]"] + ["%s ip=%s" % (n["name"], n["ip"]) for n in lab["nodes"]]
+    lines += ["", "[nodes:vars]", "ansible_connection=hoptrace.k8s.node_debug", "ansible_python_interpreter=/usr/bin/python3",
+              "hoptrace_node_debug_cli=%s" % STANDIN, "hoptrace_node_debug_namespace=hoptrace",
+              "hoptrace_node_debug_image=docker.io/library/busybox:1.36"]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def standin_env(tmp_path):
+    state = tmp_path / "standin"
+    state.mkdir(exist_ok=True)
+    # ssh would fail loudly if any task fell back to it
+    return state, _env(HOPTRACE_STANDIN_DIR=str(state), ANSIBLE_SSH_EXECUTABLE="/bin/false")
+
+
+def standin_pods(state):
+    """The stand-in's pods as records (object, pid, profile), and which of them still run."""
+    pods = []
+    for name in sorted(os.listdir(state / "pods")) if (state / "pods").exists() else []:
+        record = json.loads((state / "pods" / name).read_text())
+        try:
+            with open("/proc/%d/stat" % record["pid"]) as handle:
+                fields = handle.read().rpartition(")")[2].split()
+            running = fields[0] != "Z" and fields[19] == record["started"]
+        except OSError:
+            running = False
+        pods.append(dict(record, running=running))
+    return pods
+
+
+def calls(state):
+    return [json.loads(line) for line in (state / "calls.log").read_text().splitlines()]
+
+
+def wait_until_no_pod(state, seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and standin_pods(state):
+        time.sleep(0.2)
+    return standin_pods(state)
+
+
+def test_node_debug_trace_is_healthy_and_leaves_no_pod(lab_factory, tmp_path):
+    lab = lab_factory("ipip", 2)
+    state, env = standin_env(tmp_path)
+    rc, out, report = trace(tmp_path / "out", *flow(), env=env, inventory=debug_inventory(tmp_path, lab))
+    assert rc == 0, out[-3000:]
+    # the same hop table as over SSH (tests/e2e/test_trace.py)
+    path = PATHS["ipip"]
+    nodes = ["node-a"] * 3 + ["node-b"] * 3
+    expected = [("request", i + 1, n, iface, "seen") for i, (n, iface) in enumerate(zip(nodes, path))]
+    expected += [("response", i + 1, n, iface, "seen") for i, (n, iface) in enumerate(zip(nodes[::-1], path[::-1]))]
+    assert hop_rows(report) == expected
+    assert report["verdict"] == "every hop saw the request and the response"
+    run = next((tmp_path / "out").glob("*/report.json")).parent
+    assert (run / "node-b" / "eth0.pcap").stat().st_size > 24      # binary pcap through exec
+    # one debug pod per node, created once for the whole run, bounded by deadline (60) + 30 s
+    argv = calls(state)
+    debugs = [a for a in argv if a[0] == "debug"]
+    assert sorted(a[1] for a in debugs) == ["node/node-a", "node/node-b"]
+    for a in debugs:
+        assert a[a.index("--") + 1:a.index("--") + 4] == ["/bin/sh", "-c", "exec sleep 90"], a
+        assert "--profile=sysadmin" in a and "--namespace=hoptrace" in a and "--attach=false" in a
+    labels = [a for a in argv if a[0] == "label"]
+    assert len(labels) == 2 and all("app.kubernetes.io/managed-by=hoptrace" in a for a in labels)
+    execs = [a for a in argv if a[0] == "exec"]
+    assert execs and all(a[a.index("--") + 1:a.index("--") + 10] == ["nsenter", "-t", "1", "-m", "-u", "-i", "-n", "-p", "--"]
+                         for a in execs)
+    # the run's reaper deleted both pods once ansible-playbook ended
+    assert wait_until_no_pod(state, 10) == []
+    assert node_leftovers() == {}
+
+
+def test_node_debug_pods_end_after_a_sigkilled_controller(lab_factory, tmp_path):
+    lab = lab_factory("ipip", 2)
+    state, env = standin_env(tmp_path)
+    # the reaper would delete the pods at once: this run has none (as if it had been killed too),
+    # so only the pods' own bounded command ends them
+    env["HOPTRACE_NODE_DEBUG_REAPER"] = "false"
+    killed = kill_controller_once_armed(tmp_path / "out", deadline=10, inventory=debug_inventory(tmp_path, lab), env=env)
+    pods = standin_pods(state)
+    assert sorted(p["object"]["spec"]["nodeName"] for p in pods) == ["node-a", "node-b"]
+    assert all(p["running"] for p in pods), pods
+    assert all(p["object"]["spec"]["containers"][0]["command"][2] == "exec sleep 40" for p in pods)
+    while time.monotonic() - killed < 45 and any(p["running"] for p in standin_pods(state)):
+        time.sleep(0.5)
+    assert [p["running"] for p in standin_pods(state)] == [False, False]
+    # deadline 10 + 30 s from the pods' start, not earlier: the kill did not end them
+    assert 20 < time.monotonic() - killed < 45
+    # the next run deletes such finished pods of earlier runs
+    rc, out, _report = trace(tmp_path / "out2", *flow(), env=dict(env, HOPTRACE_NODE_DEBUG_REAPER="true"),
+                             inventory=debug_inventory(tmp_path, lab))
+    assert rc == 0, out[-3000:]
+    assert wait_until_no_pod(state, 10) == []
+    # the killed run's capture files stay for the capture module's prune (as over SSH); no tcpdump runs
+    assert [labctl.exec_in_node(n, ["pgrep", "-x", "tcpdump"]).returncode for n in ("node-a", "node-b")] == [1, 1]
+    for node in ("node-a", "node-b"):
+        labctl.exec_in_node(node, ["rm", "-rf", "/var/tmp/hoptrace"])
