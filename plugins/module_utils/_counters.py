@@ -109,6 +109,7 @@ class Snapshot(object):
                 self._start(('links',), [self.ip, '-s', '-j', 'link', 'show'])
             if final:
                 self._start(('neigh',), [self.ip, '-j', 'neigh', 'show'])
+                self._start(('addrs',), [self.ip, '-j', 'addr', 'show'])
                 for addr in self.routes:
                     self._start(('route', addr), [self.ip, '-j', 'route', 'get', addr])
         self.conntrack = None
@@ -197,6 +198,8 @@ class Snapshot(object):
     def _final(self, snap):
         got = self._result(('neigh',), 'the neighbours')
         snap['neighbours'] = lk.parse_neigh(got[1], self.interfaces) if got else []
+        got = self._result(('addrs',), 'the addresses')
+        snap['addresses'] = lk.parse_addresses(got[1]) if got else []
         snap['sysctl'] = {}
         for name, path in ks.sysctl_paths(self.interfaces).items():
             text = _read(path)
@@ -234,12 +237,13 @@ def delta(before, after):
 
     ``{"seconds", "rules": [{source, table, chain, number, rule, target, policy, packets, bytes}],
     "kernel": {name: n}, "conntrack": {name: n}, "links": {iface: {mtu, rx_dropped, ...}},
-    "neighbours": [...], "sysctl": {...}, "routes": {addr: {...}}, "notes": [...]}``: only rules that
+    "neighbours": [...], "sysctl": {...}, "routes": {addr: {...}}, "addresses": [...], "notes": [...]}``: only rules that
     drop or reject (DROP/REJECT targets, DROP policies) whose packet counter rose, only counters
     that rose. Without ``before`` (no first snapshot) only what needs no delta, and a note.
     """
     notes = list(after.get('notes') or [])
-    out = {'neighbours': after.get('neighbours', []), 'sysctl': after.get('sysctl', {}), 'routes': after.get('routes', {})}
+    out = {'neighbours': after.get('neighbours', []), 'sysctl': after.get('sysctl', {}), 'routes': after.get('routes', {}),
+           'addresses': after.get('addresses', [])}
     links = {}
     for iface, entry in (after.get('links') or {}).items():
         links[iface] = {'mtu': entry.get('mtu')}

@@ -5,7 +5,8 @@
 
 Parsers of ``ip -s -j link show`` (MTU and the rx/tx ``errors``/``dropped`` counters of the hop
 interfaces), ``ip -j neigh show`` (the entries that are FAILED or INCOMPLETE: a next hop that does
-not answer ARP/ND) and ``ip -j route get`` (what the kernel does with an address: a device, or the
+not answer ARP/ND), ``ip -j addr show`` (the node's own addresses, to name the node an ICMP error
+came from) and ``ip -j route get`` (what the kernel does with an address: a device, or the
 error of a blackhole, unreachable or prohibit route), with the blackhole/unreachable/prohibit route
 that covers it from ``ip -j route show table all``.
 """
@@ -48,6 +49,18 @@ def parse_links(text, interfaces):
                 entry['%s_%s' % (way, what)] = value
         out[name] = entry
     return out
+
+
+def parse_addresses(text):
+    """The node's own addresses from ``ip -j addr show`` (global and link scope; loopback's left out), sorted."""
+    out = set()
+    for link in _json(text):
+        if not isinstance(link, dict):
+            continue
+        for info in link.get('addr_info') or []:
+            if isinstance(info, dict) and info.get('local') and info.get('scope') != 'host':
+                out.add(info['local'])
+    return sorted(out)
 
 
 def parse_neigh(text, interfaces=None):

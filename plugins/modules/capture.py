@@ -410,7 +410,8 @@ counters:
       C(invalid), C(insert_failed), C(drop), C(early_drop), C(icmp_error).
     - C(links) - per captured interface its C(mtu) and the rise of C(rx_errors), C(rx_dropped), C(tx_errors),
       C(tx_dropped); C(neighbours) - FAILED or INCOMPLETE entries on them; C(sysctl) - C(ip_forward) and
-      C(rp_filter); C(routes) - what C(ip route get) said for each of O(snapshot_routes).
+      C(rp_filter); C(routes) - what C(ip route get) said for each of O(snapshot_routes); C(addresses) - the node's
+      own addresses (loopback's left out).
     - C(seconds) between the snapshots, and C(notes) - what could not be read and why.
   returned: state=stopped with O(snapshot), not in check mode
   type: dict

@@ -259,6 +259,9 @@ def explain(an, rows):
     causes = {}
     # no packet says why: the nodes' counters may (cause_counters.py; none without counters)
     counters = cc.by_node(an.caps)
+    for node, c in sorted(counters.items()):
+        for addr in c.get("addresses") or []:     # a node's own addresses name the node an ICMP error came from
+            ctx.nodes.setdefault(addr, node)
     flow = {"src": ctx.src, "dst": ctx.dst, "neighbours": set(ctx.nodes) | {ctx.src, ctx.dst},
             "largest": lambda row: cause_mtu.largest(an, row)}
     for d, name in enumerate(DIRECTIONS):

@@ -67,10 +67,11 @@ def test_a_reject_with_admin_prohibited_is_in_the_captures(lab_factory, tmp_path
     rc, out, report = faulty_trace(tmp_path, "reject", src=SRC, dst=DST, port="443")
     assert rc == 2, out[-3000:]
     assert request_rows(report) == lost_at(report, 6)
-    assert report["verdict"] == ("172.17.25.192 rejected the request to 172.17.25.239 port 443 (ICMP communication administratively "
+    # 172.17.25.192 is node-b's tunl0 address: node-b's own addresses come back with its counters
+    assert report["verdict"] == ("node-b (172.17.25.192) rejected the request to 172.17.25.239 port 443 (ICMP communication administratively "
                                  "prohibited); request reached node-b tunl0 and was not seen on node-b calic25e805a467 (delivery to "
                                  "the pod)")
-    why = ("172.17.25.192 answered the request with ICMP communication administratively prohibited (type 3 code 13, first seen "
+    why = ("node-b (172.17.25.192) answered the request with ICMP communication administratively prohibited (type 3 code 13, first seen "
            "on node-b tunl0); node-b's iptables filter FORWARD rule 1 sent it (REJECT --reject-with icmp-admin-prohibited, "
            "-m comment --comment hoptrace-fault-f1; 1 packet)")
     assert report["why"] == why

@@ -146,6 +146,8 @@ def test_links_neighbours_and_routes():
     routes = fixture("machine-ip-j-route-all.json")
     assert lk.refusing_route(routes, "10.98.0.5") == "blackhole 10.98.0.0/24"
     assert lk.refusing_route(routes, "10.99.0.5") is None
+    assert lk.parse_addresses(fixture("machine-ip-j-addr.json")) == [
+        "10.99.0.1", "fd00:99::1", "fe80::30ec:cbff:fecf:79b1", "fe80::bcd0:1bff:fe08:2ffa"]   # loopback's are left out
     assert lk.parse_route_get(2, "", "RTNETLINK answers: Invalid argument\n") == {"error": "blackhole", "message": "Invalid argument"}
     assert lk.parse_route_get(2, "", "RTNETLINK answers: No route to host\n")["error"] == "unreachable"
     assert lk.parse_route_get(0, '[{"dst":"10.99.0.5","dev":"veth-h3a","prefsrc":"10.99.0.1","flags":[]}]', "") == {

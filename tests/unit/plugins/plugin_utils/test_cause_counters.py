@@ -178,3 +178,21 @@ def test_no_mtu_cause_when_the_packets_fit(tmp_path):
         cap["counters"] = counters(links={"calic25e805a467": {"mtu": 1400}})
     rep = analysis.analyze(plan, caps)
     assert rep["why"] == "no counter on node-b explains the loss"
+
+
+def test_an_icmp_error_from_a_nodes_own_address_names_the_node_and_its_reject_rule(tmp_path):
+    syn = test_cause._syn(443)
+    prohibited = _synth.ipv4("172.17.25.192", _synth.SRC, 1, test_cause._icmp(3, 13, syn), 77)
+    # the SYN stops before node-b's veth; the error goes back from node-b's tunl0 (response hops 2..6)
+    plan, caps = test_cause.make(tmp_path, [("request", 1, 5, syn), ("response", 2, 6, prohibited)], port=443)
+    reject = rule("FORWARD", "-A FORWARD -d 172.17.25.239/32 -p tcp -m tcp --dport 443 -j REJECT --reject-with "
+                  "icmp-admin-prohibited", 1, target="REJECT")
+    for cap in caps:
+        cap["counters"] = dict(counters([reject] if cap["node"] == "node-b" else []),
+                               addresses=["10.240.0.9", "172.17.25.192"] if cap["node"] == "node-b" else ["10.240.128.12"])
+    rep = analysis.analyze(plan, caps)
+    assert rep["verdict"].startswith("node-b (172.17.25.192) rejected the request to 172.17.25.239 port 443 (ICMP communication "
+                                     "administratively prohibited)")
+    assert rep["why"] == ("node-b (172.17.25.192) answered the request with ICMP communication administratively prohibited "
+                          "(type 3 code 13, first seen on node-b tunl0); node-b's iptables filter FORWARD rule 1 sent it "
+                          "(REJECT --reject-with icmp-admin-prohibited; 1 packet)")
