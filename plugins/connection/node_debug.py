@@ -104,10 +104,11 @@ options:
   pod_timeout:
     description:
       - Seconds the debug pod's command runs (10-86400); the pod stops running by itself after that.
-        The trace role sets it to C(deadline) + 30.
+        The trace role sets it to C(deadline) + 30 (its variable C(trace_node_debug_pod_timeout)).
     type: int
     default: 300
     vars:
+      - name: trace_node_debug_pod_timeout
       - name: hoptrace_node_debug_pod_timeout
     env:
       - name: HOPTRACE_NODE_DEBUG_POD_TIMEOUT

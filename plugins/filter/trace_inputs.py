@@ -23,6 +23,9 @@ description:
     the group of the cluster's nodes (see P(hoptrace.k8s.node_group#filter)), the entry
     node C(via), the yes/no setting C(keep_captures) (true/false, yes/no, on/off, 1/0) and C(probe_size)
     (C(small), or C(max) with C(proto) icmp or udp and C(count) 1).
+  - Checks C(node_access) (C(ssh), C(kubectl) or C(oc)) and the cluster access settings C(cli), C(kubeconfig)
+    and C(context); with C(kubectl) or C(oc) no inventory group is needed (the cluster is the nodes hosting
+    the pods, from the Kubernetes API) and both endpoints are looked up there.
   - Refuses the first bad value with a message that says what to fix.
 options:
   _input:

@@ -33,6 +33,10 @@ FRACTIONS = (
     ("max_loss", 0, 100),
 )
 MODES = ("probe", "passive")
+# how the nodes are reached: ssh (the inventory), or debug pods (hoptrace.k8s.node_debug) on the
+# nodes the Kubernetes API says host the pods
+NODE_ACCESS = ("ssh", "kubectl", "oc")
+API_GROUP = "hoptrace_api_nodes"
 PROBE_SIZES = ("small", "max")     # max: an ICMP echo or UDP datagram as large as the pod route's MTU, DF set
 # yes/no settings, spelled as Ansible's bool filter and argument specs accept them
 BOOLEANS = ("keep_captures",)
@@ -118,6 +122,31 @@ def check_probe_size(value, mode, proto, count):
     return size
 
 
+_CLI_BAD = re.compile(r"[\s;&|$`<>*?!\\\"']")
+_CONTEXT = re.compile(r"^[A-Za-z0-9_.@:/-]{1,253}$")
+
+
+def check_node_access(settings):
+    """``node_access`` (ssh, kubectl or oc) and the cluster access settings used for pod names and
+    debug pods: ``cli`` (kubectl or oc by name or path; empty: the node_access's own), ``kubeconfig``
+    (a path) and ``context`` (a kubeconfig context name), empty when not given."""
+    access = str(settings.get("node_access") or "ssh").strip()
+    if access not in NODE_ACCESS:
+        raise ValidationError("node_access %r is not supported; use one of %s (ssh: the inventory's nodes over SSH; "
+                              "kubectl or oc: debug pods on the nodes the API names)" % (settings.get("node_access"), ", ".join(NODE_ACCESS)))
+    cli = str(settings.get("cli") or "").strip() or ("oc" if access == "oc" else "kubectl")
+    if _CLI_BAD.search(cli):
+        raise ValidationError("node_access_cli %r must be a command name or path, such as kubectl, oc or /usr/local/bin/kubectl" % cli)
+    kubeconfig = str(settings.get("kubeconfig") or "").strip()
+    if kubeconfig and _UNSAFE_PATH.search(kubeconfig):
+        raise ValidationError("kubeconfig %r has a character a path should not have (shell metacharacters, quotes, "
+                              "control characters or newlines)" % kubeconfig)
+    context = str(settings.get("context") or "").strip()
+    if context and not _CONTEXT.match(context):
+        raise ValidationError("context %r is not a kubeconfig context name (letters, digits, '_', '.', '@', ':', '/', '-')" % context)
+    return {"node_access": access, "cli": cli, "kubeconfig": kubeconfig, "context": context}
+
+
 def step_timeout(deadline):
     """Seconds every remote step (and the ssh connection inside it) may take: deadline/4 in 5..30."""
     return min(max(int(deadline) // 4, 5), 30)
@@ -130,10 +159,11 @@ def check_inputs(settings, groups):
         :data:`FRACTIONS` (``count``, ``interval`` and ``max_loss`` may be left out: 1, 0.2, 0),
         ``nodes`` (a group name or empty), ``via`` (a host name or empty) and ``junit`` (a controller
         file path or empty, see :func:`check_junit`; ``junit`` in the result is it made absolute),
-        the yes/no settings of :data:`BOOLEANS` (``keep_captures``; left out: false) and ``probe_size``
-        (:data:`PROBE_SIZES`; left out: small).
+        the yes/no settings of :data:`BOOLEANS` (``keep_captures``; left out: false), ``probe_size``
+        (:data:`PROBE_SIZES`; left out: small) and ``node_access``, ``cli``, ``kubeconfig``, ``context``
+        (see :func:`check_node_access`; left out: ssh and kubectl's own defaults).
     :arg groups: the inventory's ``{group: [hosts]}`` (Ansible's ``groups``).
-    :returns: ``{numbers, flags, src_ref, dst_ref, unresolved, flow, cluster, step_timeout, junit, probe_size}``
+    :returns: ``{numbers, flags, src_ref, dst_ref, unresolved, flow, cluster, step_timeout, junit, probe_size, access}``
         (``flags``: the yes/no settings as bools); ``flow``
         is the validated flow when src and dst are IPs, else None and ``unresolved`` lists the
         ``{what, ref}`` that need the Kubernetes API.
@@ -148,12 +178,23 @@ def check_inputs(settings, groups):
     probe_size = check_probe_size(settings.get("probe_size"), mode, settings.get("proto"), numbers["count"])
     flags = {name: check_bool(name, settings.get(name, False)) for name in BOOLEANS}
     refs = {what: pod_ref(settings.get(what), what) for what in ("src", "dst")}
-    unresolved = [{"what": what, "ref": refs[what]} for what in ("src", "dst") if refs[what]["ip"] is None]
+    access = check_node_access(settings)
+    api_nodes = access["node_access"] != "ssh"
+    # through the API, the pods of IPs are looked up too: they name the nodes to reach
+    unresolved = [{"what": what, "ref": refs[what]} for what in ("src", "dst") if refs[what]["ip"] is None or api_nodes]
     flow = None
-    if not unresolved:
+    if refs["src"]["ip"] is not None and refs["dst"]["ip"] is not None:
         flow = validate_flow(refs["src"]["ip"], refs["dst"]["ip"], settings.get("proto", "tcp"), settings.get("port"))
-    cluster = node_group(groups, settings.get("nodes") or "")
+    if unresolved:
+        flow = None
+    if api_nodes:
+        # filled once the pods are resolved (resolve.yml adds their nodes to this group)
+        cluster = {"name": API_GROUP, "hosts": [], "how": "the nodes hosting the pods, from the Kubernetes API"}
+    else:
+        cluster = node_group(groups, settings.get("nodes") or "")
     via = settings.get("via") or ""
+    if via and api_nodes:
+        raise ValidationError("via %s: with node_access=%s the entry node is the source pod's node; leave via out" % (via, access["node_access"]))
     if via and via not in (groups.get("all") or []):
         hosts = cluster["hosts"]
         raise ValidationError(
@@ -171,4 +212,5 @@ def check_inputs(settings, groups):
         "step_timeout": step_timeout(numbers["deadline"]),
         "junit": check_junit(settings.get("junit")),
         "probe_size": probe_size,
+        "access": access,
     }

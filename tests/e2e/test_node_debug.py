@@ -122,3 +122,70 @@ def test_node_debug_pods_end_after_a_sigkilled_controller(lab_factory, tmp_path)
     assert [labctl.exec_in_node(n, ["pgrep", "-x", "tcpdump"]).returncode for n in ("node-a", "node-b")] == [1, 1]
     for node in ("node-a", "node-b"):
         labctl.exec_in_node(node, ["rm", "-rf", "/var/tmp/hoptrace"])
+
+
+ROUTER_A, ROUTER_B = "openshift-ingress/router-default-77949c967-4t8f7", "openshift-ingress/router-default-77949c967-tgth7"
+
+
+def no_inventory(tmp_path):
+    """An empty inventory: only the implicit localhost; the nodes come from the API."""
+    path = tmp_path / "empty.ini"
+    path.write_text("")
+    return str(path)
+
+
+def api_flow(src, dst):
+    return ["-e", json.dumps({"src": src, "dst": dst, "port": 443, "node_access": "kubectl", "node_access_cli": STANDIN,
+                              "hoptrace_node_debug_namespace": "hoptrace"})]
+
+
+@pytest.mark.parametrize("src,dst", [(ROUTER_A, ROUTER_B), ("172.17.25.79", "172.17.25.239")], ids=["names", "ips"])
+def test_node_debug_without_inventory_finds_the_nodes_through_the_api(lab_factory, tmp_path, src, dst):
+    lab_factory("ipip", 2)
+    state, env = standin_env(tmp_path)
+    rc, out, report = trace(tmp_path / "out", *api_flow(src, dst), env=env, inventory=no_inventory(tmp_path))
+    assert rc == 0, out[-3000:]
+    path = PATHS["ipip"]
+    nodes = ["node-a"] * 3 + ["node-b"] * 3
+    expected = [("request", i + 1, n, iface, "seen") for i, (n, iface) in enumerate(zip(nodes, path))]
+    expected += [("response", i + 1, n, iface, "seen") for i, (n, iface) in enumerate(zip(nodes[::-1], path[::-1]))]
+    assert hop_rows(report) == expected
+    assert (report["run"]["src"], report["run"]["dst"]) == ("172.17.25.79", "172.17.25.239")
+    lookups = [a for a in calls(state) if a[0] == "get" and "--output=json" in a and "--field-selector=spec.nodeName=node-a" not in a
+               and "--field-selector=spec.nodeName=node-b" not in a]
+    if src == ROUTER_A:
+        assert lookups == [["get", "pod", "router-default-77949c967-4t8f7", "--namespace=openshift-ingress", "--output=json"],
+                           ["get", "pod", "router-default-77949c967-tgth7", "--namespace=openshift-ingress", "--output=json"]]
+    else:
+        assert lookups == [["get", "pods", "--all-namespaces", "--field-selector=status.podIP=172.17.25.79", "--output=json"],
+                           ["get", "pods", "--all-namespaces", "--field-selector=status.podIP=172.17.25.239", "--output=json"]]
+    assert sorted(a[1] for a in calls(state) if a[0] == "debug") == ["node/node-a", "node/node-b"]
+    assert wait_until_no_pod(state, 10) == []
+    assert node_leftovers() == {}
+
+
+def _pod(name, phase="Running", ip="172.17.25.90", host_network=False, node="node-a"):
+    return {"metadata": {"name": name, "namespace": "default", "labels": {}},
+            "spec": {"nodeName": node, "hostNetwork": host_network, "containers": [{"name": "main", "image": "x"}]},
+            "status": {"phase": phase, "podIP": ip, "hostIP": "10.240.128.12"}}
+
+
+@pytest.mark.parametrize("src,message", [
+    ("default/no-such-pod", 'src default/no-such-pod is a pod name: resolving it needs cluster access (kubectl and a kubeconfig '
+                            'on the controller), and that failed: Error from server (NotFound): pods "no-such-pod" not found'),
+    ("default/pending-0", "src default/pending-0 (default/pending-0) is not running (phase Pending): trace it once it runs"),
+    ("default/noip-0", "src default/noip-0 (default/noip-0) has no IP yet: trace it once its network is set up"),
+    ("default/hostnet-0", "src default/hostnet-0 (default/hostnet-0) uses the host's network (hostNetwork: true): it has no "
+                          "interface of its own to trace; give a pod on the pod network"),
+    ("172.17.25.99", "src 172.17.25.99: no pod has this IP (kubectl get pods -A -o wide lists the pod IPs)"),
+])
+def test_node_debug_pods_that_cannot_be_traced_are_refused_before_any_node(lab_factory, tmp_path, src, message):
+    lab_factory("ipip", 2)
+    state, env = standin_env(tmp_path)
+    (state / "fixture_pods.json").write_text(json.dumps([
+        _pod("pending-0", phase="Pending", ip=None), _pod("noip-0", ip=None),
+        _pod("hostnet-0", ip="10.240.128.12", host_network=True)]))
+    rc, out, report = trace(tmp_path / "out", *api_flow(src, ROUTER_B), env=env, inventory=no_inventory(tmp_path))
+    assert rc != 0 and report is None
+    assert message in " ".join(out.split()), out[-3000:]
+    assert [a for a in calls(state) if a[0] in ("debug", "exec")] == []

@@ -244,21 +244,11 @@ def test_pod_names_with_a_stand_in_kubectl(lab_factory, tmp_path):
     bindir = tmp_path / "bin"
     bindir.mkdir()
     kubectl = bindir / "kubectl"
-    kubectl.write_text("""#!%s
-# Stand-in for kubectl: `kubectl get pod --namespace=NS NAME -o jsonpath={.status.podIP}`
-import json, sys
-args = sys.argv[1:]
-ns = [a.split("=", 1)[1] for a in args if a.startswith("--namespace=")][0]
-name = args[args.index("pod") + 2]
-for pod in json.load(open(%r)):
-    if pod["namespace"] == ns and pod["name"] == name:
-        print(pod["ip"], end="")
-        sys.exit(0)
-sys.stderr.write('Error from server (NotFound): pods "%%s" not found\\n' %% name)
-sys.exit(1)
-""" % (os.path.join(BIN, "python"), os.path.join(ROOT, ".lab", "pods.json")))
+    # tests/lab/standin_kubectl.py: a STAND-IN serving `get pod NAME -o json` from the lab's pods.json
+    kubectl.write_text("#!/bin/sh\nexec %s %s \"$@\"\n" % (os.path.join(BIN, "python"), os.path.join(ROOT, "tests", "lab", "standin_kubectl.py")))
     kubectl.chmod(0o755)
-    env = _env(PATH=str(bindir) + os.pathsep + _env()["PATH"])
+    (tmp_path / "standin").mkdir()
+    env = _env(PATH=str(bindir) + os.pathsep + _env()["PATH"], HOPTRACE_STANDIN_DIR=str(tmp_path / "standin"))
     rc, out, report = trace(tmp_path / "out", "-e", "src=openshift-ingress/router-default-77949c967-4t8f7",
                             "-e", "dst=openshift-ingress/router-default-77949c967-tgth7", env=env)
     assert rc == 0, out[-3000:]
