@@ -17,7 +17,7 @@ import os
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.hoptrace.k8s.plugins.plugin_utils import prebuild
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.overlap import OverlapMixin
 
 MODULE = "hoptrace.k8s.capture"
 INLINE_DEFAULT = 8 * 1024 * 1024
@@ -36,15 +36,8 @@ def _write(folder, name, data):
     return path
 
 
-class ActionModule(ActionBase):
+class ActionModule(OverlapMixin, ActionBase):
     TRANSFERS_FILES = False
-    _prebuild = None
-
-    def _low_level_execute_command(self, *args, **kwargs):
-        # the module is built; while the node runs it, build the ones the next tasks need
-        if self._prebuild is not None:
-            self._prebuild.begin()
-        return super()._low_level_execute_command(*args, **kwargs)
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -53,11 +46,8 @@ class ActionModule(ActionBase):
         collect = bool(dest) and args.get("state") == "stopped" and not self._task.check_mode
         if collect and not args.get("content_max_size"):
             args["content_max_size"] = INLINE_DEFAULT
-        self._prebuild = prebuild.Prebuild(self, args.pop("prebuild", None), task_vars)
-        try:
-            result.update(self._execute_module(MODULE, module_args=args, task_vars=task_vars))
-        finally:
-            self._prebuild.finish()
+        # the modules named in prebuild are built on the controller while the node runs this one
+        result.update(self._execute_overlapped(MODULE, args, task_vars))
         if not collect:
             return result
         folder = os.path.expanduser(dest)

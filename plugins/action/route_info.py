@@ -9,34 +9,15 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.hoptrace.k8s.plugins.plugin_utils import early_connect, prebuild
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.overlap import OverlapMixin
 
 MODULE = "hoptrace.k8s.route_info"
 
 
-class ActionModule(ActionBase):
+class ActionModule(OverlapMixin, ActionBase):
     TRANSFERS_FILES = False
-    _prebuild = None
-
-    _early = None
-
-    def _low_level_execute_command(self, *args, **kwargs):
-        # the module is built (while the connection opened); while the node runs it, build the
-        # ones the next tasks need
-        if self._early is not None:
-            self._early.wait()
-        if self._prebuild is not None:
-            self._prebuild.begin()
-        return super()._low_level_execute_command(*args, **kwargs)
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        args = dict(self._task.args)
-        self._prebuild = prebuild.Prebuild(self, args.pop("prebuild", None), task_vars)
-        self._early = early_connect.EarlyConnect(self._connection)
-        self._early.start()
-        try:
-            result.update(self._execute_module(MODULE, module_args=args, task_vars=task_vars))
-        finally:
-            self._prebuild.finish()
+        result.update(self._execute_overlapped(MODULE, dict(self._task.args), task_vars, connect_early=True))
         return result

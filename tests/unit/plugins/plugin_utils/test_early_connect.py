@@ -59,3 +59,35 @@ def test_another_error_is_left_to_the_task_own_command():
 
 def test_wait_without_start_does_nothing():
     EarlyConnect(Connection()).wait()
+
+
+class _Base(object):
+    """The part of ActionBase the mix-in relies on: _execute_module builds, then runs a command."""
+
+    def __init__(self, connection, log):
+        self._connection, self.log = connection, log
+
+    def _execute_module(self, module, module_args=None, task_vars=None):
+        self.log.append(("build", module, sorted(module_args)))
+        self._low_level_execute_command("python3 -c ...")
+        return {"ok": True}
+
+    def _low_level_execute_command(self, cmd, **kwargs):
+        self.log.append(("command", cmd, list(self._connection.calls)))
+        return {}
+
+
+def test_the_mixin_opens_the_connection_before_the_module_command_and_keeps_prebuild_off_the_node():
+    from ansible_collections.hoptrace.k8s.plugins.plugin_utils.overlap import OverlapMixin
+
+    class Action(OverlapMixin, _Base):
+        pass
+
+    conn, log = Connection(), []
+    conn.gate.set()
+    action = Action(conn, log)
+    result = action._execute_overlapped("hoptrace.k8s.route_info", {"ip": "172.17.25.239", "prebuild": []}, {},
+                                        connect_early=True)
+    assert result == {"ok": True}
+    # prebuild never reaches the module's arguments; the module's command runs once `true` has
+    assert log == [("build", "hoptrace.k8s.route_info", ["ip"]), ("command", "python3 -c ...", [("true", False)])]
