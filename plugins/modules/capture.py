@@ -365,8 +365,9 @@ dropped:
   type: int
   sample: 0
 ended_at:
-  description: When tcpdump was found ended (epoch seconds, the node's clock); the analysis does not count as
-    lost a packet that an earlier hop saw after a later hop's capture had ended.
+  description: When the capture ended (epoch seconds, the node's clock) - for V(stopped), the moment this task
+    sent tcpdump SIGINT, after which it may miss packets; else when tcpdump was found ended. The analysis does
+    not count as lost a packet that an earlier hop saw after a later hop's capture had ended.
   returned: state=stopped, for a capture this node started
   type: float
   sample: 1796298618.84
@@ -723,11 +724,12 @@ def wait_gone(state, seconds):
 
 
 def _signal_stop(state):
-    """SIGINT to a running capture; True if it was running."""
+    """SIGINT to a running capture; the time it was sent (None if it was not running)."""
     if not td.is_running(state):
-        return False
+        return None
+    signalled_at = time.time()
     os.kill(state['pid'], signal.SIGINT)
-    return True
+    return signalled_at
 
 
 def _finish_stop(state, seconds):
@@ -744,7 +746,7 @@ def stop_all(module, ps, node):
         if isinstance(p, CaptureFailed):
             continue
         state = td.read_state(td.paths(p['directory'], p['id'])['state'])
-        signalled = state is not None and not module.check_mode and _signal_stop(state)
+        signalled = _signal_stop(state) if state is not None and not module.check_mode else None
         states[i] = (state, signalled)
     for i, (state, signalled) in states.items():
         p = ps[i]
@@ -762,11 +764,13 @@ def stop_all(module, ps, node):
             result.update(changed=True, msg='would stop capture %s (pid %s)' % (p['id'], state['pid']))
             results[i] = result
             continue
-        if signalled:
+        if signalled is not None:
             result['changed'] = True
             _finish_stop(state, p['stop_timeout'])
             state['ended_by'] = 'stopped'
-            state['ended_at'] = time.time()
+            # a packet after SIGINT may be missed (the wait for the exit took 20 ms or more: with
+            # the exit time, a late packet upstream looked lost between the nodes)
+            state['ended_at'] = signalled
         text = td.read_text(paths['log'])
         counts = td.parse_counts(text)
         if not state.get('ended_by'):
@@ -842,7 +846,7 @@ def absent_all(module, ps, node):
         if not module.check_mode:
             todo.append((p, state, existing, _signal_stop(state)))
     for p, state, existing, signalled in todo:
-        if signalled:
+        if signalled is not None:
             _finish_stop(state, p['stop_timeout'])
         for path in existing:
             os.unlink(path)
