@@ -5,6 +5,7 @@ xt_statistic rule (drop every 5th echo request arriving on node-b's eth0, matche
 header inside IPIP), so the number of lost probes and the hops around the loss are known in advance.
 """
 import os
+from xml.etree import ElementTree
 
 import pytest
 from test_trace import DST, DST_VETH, SRC, SRC_VETH, flow, trace
@@ -42,6 +43,13 @@ def test_twenty_tcp_probes_every_hop_twenty_of_twenty(lab_factory, tmp_path):
     assert "dir       # node   interface       pkts probes loss      status   p50/p95 ms" in out, out[-3000:]
     assert "request   1 node-a cali41f14107a8d   80 20/20 0%         seen" in out
     assert "probing %s -> %s tcp/443, 20 probes 0.05 s apart" % (SRC, DST) in out
+    # the run folder of a repeat run has the page and the JUnit file too (issue 14's "done when")
+    run_dir = sorted(tmp_path.glob("*/report.json"))[-1].parent
+    page = (run_dir / "report.html").read_text()
+    # 12 hops, each in the wide and the narrow drawing; the table has the loss column
+    assert page.count('data-status="seen"') == 24 and "0 %" in page
+    suite = ElementTree.parse(str(run_dir / "junit.xml")).getroot()
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("13", "0", "0")
 
 
 @pytest.fixture

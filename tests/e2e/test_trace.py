@@ -220,12 +220,12 @@ def test_killed_controller_leaves_no_tcpdump(lab_factory, tmp_path):
     (flow(src="172.17.25.300"), "src '172.17.25.300' is neither an IP address nor namespace/pod"),
     (flow(src="172.17.25.79; touch /tmp/hoptrace-pwned"), "is neither an IP address nor namespace/pod"),
     (flow(dst="$(touch /tmp/hoptrace-pwned)"), "dst '$(touch /tmp/hoptrace-pwned)' is neither"),
-    (flow(port="443; touch /tmp/hoptrace-pwned"), "trace_port"),
+    (flow(port="443; touch /tmp/hoptrace-pwned"), "port '443; touch /tmp/hoptrace-pwned' is not a port number; give an integer 1-65535"),
     (flow(port="70000"), "port '70000' is out of range"),
     (flow(dst=SRC), "give two different addresses"),
     (flow(dst="fd00::1"), "different IP families"),
-    (flow() + ["-e", json.dumps({"proto": "sctp"})], "trace_proto"),
-    (flow() + ["-e", json.dumps({"mode": "-w /etc/x"})], "trace_mode"),
+    (flow() + ["-e", json.dumps({"proto": "sctp"})], "proto 'sctp' is not supported; use one of tcp, udp, icmp"),
+    (flow() + ["-e", json.dumps({"mode": "-w /etc/x"})], "mode '-w /etc/x' is not supported; use one of probe, passive"),
     (["-e", json.dumps({"dst": DST})], "src is empty"),
 ])
 def test_bad_input_is_refused_before_any_node_is_touched(lab_factory, tmp_path, fake_ssh, args, message):
