@@ -433,8 +433,8 @@ def test_absent_older_than_with_ids_in_a_shared_directory_fails(tmp_path, no_pro
 
 def _run(argv, environ_update):
     # what AnsibleModule.run_command does with the arguments the module gives it
-    proc = subprocess.run(argv, env=dict(os.environ, **environ_update), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=30, check=False)
+    proc = subprocess.run(argv, env=dict(os.environ, **environ_update), capture_output=True, text=True, timeout=30,
+                          check=False)
     return proc.returncode, proc.stdout, proc.stderr
 
 
