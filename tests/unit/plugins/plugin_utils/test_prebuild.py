@@ -64,7 +64,7 @@ print(json.dumps(out))
 def child(tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("ansible-local"))
     proc = subprocess.run([sys.executable, "-c", CHILD, os.path.join(ROOT, ".collections"), tmp],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120, check=False)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
