@@ -7,7 +7,8 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: node_debug
-author: hoptrace developers
+author:
+  - hoptrace developers (@hoptrace)
 version_added: 0.2.0
 short_description: Reach a Kubernetes node through a debug pod, without SSH
 description:
@@ -228,7 +229,7 @@ class Connection(ConnectionBase):
     def _run(self, argv, timeout=_CALL_TIMEOUT, stdin=None):
         display.vvv("NODE_DEBUG: %s" % " ".join(argv), host=self._settings["node"] if self._settings else None)
         try:
-            proc = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout)
+            proc = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, check=False)
         except FileNotFoundError:
             raise AnsibleConnectionFailure("node_debug: %s was not found on the controller: install kubectl (or oc) or set "
                                            "hoptrace_node_debug_cli to its path" % argv[0]) from None

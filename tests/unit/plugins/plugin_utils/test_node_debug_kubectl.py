@@ -61,7 +61,7 @@ def plugin_argvs(kubeconfig):
 
 def run(argv, kubeconfig=None):
     env = dict(os.environ, KUBECONFIG=kubeconfig or "/nonexistent")
-    return subprocess.run(argv[:1] + ["--request-timeout=2s"] + argv[1:], capture_output=True, text=True, timeout=60, env=env)
+    return subprocess.run(argv[:1] + ["--request-timeout=2s"] + argv[1:], capture_output=True, text=True, timeout=60, env=env, check=False)
 
 
 @real
@@ -79,8 +79,8 @@ def test_real_kubectl_parses_the_plugins_command_line(kubeconfig, what):
 def test_every_flag_is_in_the_real_help(kubeconfig, what):
     argv = plugin_argvs(kubeconfig)[what]
     sub = argv[argv.index(what.split("-")[0])]
-    helptext = subprocess.run([KUBECTL, sub, "--help"], capture_output=True, text=True, timeout=60).stdout
-    helptext += subprocess.run([KUBECTL, "options"], capture_output=True, text=True, timeout=60).stdout
+    helptext = subprocess.run([KUBECTL, sub, "--help"], capture_output=True, text=True, timeout=60, check=False).stdout
+    helptext += subprocess.run([KUBECTL, "options"], capture_output=True, text=True, timeout=60, check=False).stdout
     known = set(re.findall(r"^\s+(?:-\w, )?(--[a-z-]+)=", helptext, re.M)) | set(re.findall(r"^\s+(-\w), --", helptext, re.M))
     words = argv[1:argv.index("--")] if "--" in argv else argv[1:]
     flags = {w.split("=", 1)[0] for w in words if w.startswith("-")}
@@ -106,5 +106,5 @@ def test_a_wrong_flag_or_profile_fails_in_the_real_client(kubeconfig):
 ])
 def test_the_stand_in_rejects_what_it_does_not_implement(tmp_path, argv, message):
     proc = subprocess.run([sys.executable, STANDIN] + argv, capture_output=True, text=True, timeout=30,
-                          env=dict(os.environ, HOPTRACE_STANDIN_DIR=str(tmp_path)))
+                          env=dict(os.environ, HOPTRACE_STANDIN_DIR=str(tmp_path)), check=False)
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr

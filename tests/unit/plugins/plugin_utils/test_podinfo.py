@@ -47,8 +47,8 @@ def test_lookup_argv():
     access = {"cli": "oc", "kubeconfig": "/k/config", "context": "prod"}
     assert lookup_argv(NAME, access) == ["oc", "--kubeconfig=/k/config", "--context=prod", "get", "pod", "web-0",
                                          "--namespace=default", "--output=json"]
-    assert lookup_argv(IP, {"cli": "kubectl"}) == ["kubectl", "get", "pods", "--all-namespaces",
-                                                    "--field-selector=status.podIP=172.17.25.239", "--output=json"]
+    expected = ["kubectl", "get", "pods", "--all-namespaces", "--field-selector=status.podIP=172.17.25.239", "--output=json"]
+    assert lookup_argv(IP, {"cli": "kubectl"}) == expected
 
 
 SETTINGS = {"src": "172.17.25.79", "dst": "default/web-0", "proto": "tcp", "port": 443, "mode": "probe", "deadline": 60,
