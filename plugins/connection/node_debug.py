@@ -172,6 +172,7 @@ EXAMPLES = r"""
 
 import fcntl
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -210,14 +211,13 @@ class Connection(ConnectionBase):
 
     @staticmethod
     def _controller():
-        """pid and start time of the ansible-playbook process (the workers' parent)."""
-        pid = os.getppid()
+        """pid and start time of the ansible-playbook process: the workers' parent, or this process
+        itself where the strategy runs meta tasks (reset_connection)."""
+        parent = multiprocessing.parent_process()
+        pid = parent.pid if parent is not None else os.getpid()
         return pid, nd.process_start(pid)
 
     def _session(self):
-        forced = os.environ.get("HOPTRACE_NODE_DEBUG_SESSION")
-        if forced:
-            return nd.label_value(forced)
         pid, started = self._controller()
         return nd.session_id(socket.gethostname(), pid, started)
 
@@ -259,8 +259,6 @@ class Connection(ConnectionBase):
         if not self.get_option("reaper"):
             return
         pid, started = self._controller()
-        if os.environ.get("HOPTRACE_NODE_DEBUG_SESSION"):
-            pid, started = os.getpid(), nd.process_start(os.getpid())
         argv = [sys.executable, "-c", nd.REAPER, str(pid), started, str(self._settings["pod_timeout"] + 10), state]
         argv += nd.delete_session_argv(self._settings, session)
         subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -295,9 +293,8 @@ class Connection(ConnectionBase):
         self._check(nd.wait_argv(settings, pod["name"], left), timeout=left + 10)
         return pod["name"]
 
-    def _connect(self):
-        if self._connected:
-            return self
+    def _prepare(self):
+        """Settings, session and the controller file that names this node's pod."""
         try:
             options = {name: self.get_option(name) for name in (
                 "node", "cli", "kubeconfig", "context", "namespace", "image", "profile", "pod_timeout")}
@@ -307,7 +304,13 @@ class Connection(ConnectionBase):
             raise AnsibleError(str(exc)) from None
         session = self._session()
         state = self._state_dir(session)
-        record = os.path.join(state, "%s.%s.pod" % (nd.label_value(self._settings["namespace"]), nd.label_value(self._settings["node"])))
+        self._record = os.path.join(state, "%s.%s.pod" % (nd.label_value(self._settings["namespace"]), nd.label_value(self._settings["node"])))
+        return session, state, self._record
+
+    def _connect(self):
+        if self._connected:
+            return self
+        session, state, record = self._prepare()
         with open(record + ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
@@ -319,7 +322,6 @@ class Connection(ConnectionBase):
                 self._pod = self._create(state, session)
                 with open(record, "w") as handle:
                     handle.write(self._pod)
-        self._record = record
         self._connected = True
         return self
 
@@ -361,18 +363,21 @@ class Connection(ConnectionBase):
 
     def reset(self):
         """Delete this node's debug pod now (meta: reset_connection); the next task creates another."""
-        if not self._connected:
-            try:
-                self._connect()
-            except AnsibleError:
-                return
-        pod, self._pod = self._pod, None
         try:
-            os.unlink(self._record)
-        except OSError:
-            pass
-        if pod:
-            self._run(nd.delete_argv(self._settings, [pod]))
+            _session, _state, record = self._prepare()
+        except AnsibleError:
+            return
+        with open(record + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                with open(record) as handle:
+                    pod = handle.read().strip()
+                os.unlink(record)
+            except OSError:
+                pod = None
+            if pod:
+                self._run(nd.delete_argv(self._settings, [pod]))
+        self._pod = None
         self._connected = False
 
     def close(self):

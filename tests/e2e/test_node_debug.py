@@ -189,3 +189,36 @@ def test_node_debug_pods_that_cannot_be_traced_are_refused_before_any_node(lab_f
     assert rc != 0 and report is None
     assert message in " ".join(out.split()), out[-3000:]
     assert [a for a in calls(state) if a[0] in ("debug", "exec")] == []
+
+
+def test_node_debug_files_are_binary_safe_and_reset_deletes_the_pod(lab_factory, tmp_path):
+    """copy (put_file without pipelining) and fetch (fetch_file) of every byte value through exec; then
+    meta: reset_connection deletes the node's pod at once, and the next task makes another."""
+    lab = lab_factory("ipip", 2)
+    state, env = standin_env(tmp_path)
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes(range(256)) * 64 + b"\r\n\x00end")
+    play = tmp_path / "files.yml"
+    play.write_text("""
+- hosts: node-b
+  gather_facts: false
+  vars: {ansible_pipelining: false}
+  tasks:
+    - ansible.builtin.copy: {src: %(blob)s, dest: /var/tmp/hoptrace-blob.bin, mode: "0600"}
+    - ansible.builtin.fetch: {src: /var/tmp/hoptrace-blob.bin, dest: %(back)s, flat: true}
+    - ansible.builtin.command: cat /proc/sys/kernel/hostname
+      register: hostname
+      changed_when: false
+    - ansible.builtin.meta: reset_connection
+    - ansible.builtin.file: {path: /var/tmp/hoptrace-blob.bin, state: absent}
+""" % {"blob": blob, "back": tmp_path / "back.bin"})
+    rc, out, _report = trace(tmp_path / "unused", env=env, inventory=debug_inventory(tmp_path, lab), playbook=str(play))
+    assert rc == 0, out[-3000:]
+    assert (tmp_path / "back.bin").read_bytes() == blob.read_bytes()
+    argv = calls(state)
+    debugs = [i for i, a in enumerate(argv) if a[0] == "debug"]
+    deletes = [i for i, a in enumerate(argv) if a[0] == "delete" and a[1] == "pod"]
+    # one pod until reset_connection deleted it by name, then a second one for the last task
+    assert len(debugs) == 2 and len(deletes) == 1 and debugs[0] < deletes[0] < debugs[1], argv
+    assert wait_until_no_pod(state, 10) == []
+    assert labctl.exec_in_node("node-b", ["ls", "/var/tmp/hoptrace-blob.bin"]).returncode != 0
