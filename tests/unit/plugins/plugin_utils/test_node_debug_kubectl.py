@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import node_debug as nd
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.podinfo import lookup_argv
 
 KUBECTL = "/usr/bin/kubectl"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
@@ -56,6 +57,9 @@ def plugin_argvs(kubeconfig):
         "delete": nd.delete_argv(s, ["node-debugger-node-a-abcde"]),
         "delete-session": nd.delete_session_argv(s, "sid"),
         "delete-finished": nd.delete_finished_argv(s),
+        # the trace role's pod lookups (plugin_utils/podinfo.py)
+        "get-name": lookup_argv({"ip": None, "namespace": "default", "name": "web-0"}, s),
+        "get-ip": lookup_argv({"ip": "172.17.25.239", "namespace": None, "name": None}, s),
     }
 
 
@@ -65,7 +69,8 @@ def run(argv, kubeconfig=None):
 
 
 @real
-@pytest.mark.parametrize("what", ["debug", "get", "label", "wait", "exec", "delete", "delete-session", "delete-finished"])
+@pytest.mark.parametrize("what", ["debug", "get", "label", "wait", "exec", "delete", "delete-session", "delete-finished",
+                                  "get-name", "get-ip"])
 def test_real_kubectl_parses_the_plugins_command_line(kubeconfig, what):
     argv = plugin_argvs(kubeconfig)[what]
     proc = run(argv, kubeconfig)
@@ -75,7 +80,7 @@ def test_real_kubectl_parses_the_plugins_command_line(kubeconfig, what):
 
 
 @real
-@pytest.mark.parametrize("what", ["debug", "get", "label", "wait", "exec", "delete"])
+@pytest.mark.parametrize("what", ["debug", "get", "label", "wait", "exec", "delete", "get-name", "get-ip"])
 def test_every_flag_is_in_the_real_help(kubeconfig, what):
     argv = plugin_argvs(kubeconfig)[what]
     sub = argv[argv.index(what.split("-")[0])]
