@@ -47,7 +47,7 @@ INVENTORY = os.path.join(ROOT, ".lab", "inventory.ini")
 SSH_CONFIG = os.path.join(ROOT, ".lab", "ssh_config")
 STEPS = ["startup", "validate", "discover", "plan", "arm", "probe", "collect", "analyze", "exit"]
 FLOOR_DIR = "/var/tmp/hoptrace-floor"
-SECTIONS = ["e2e", "scale", "analysis", "fidelity", "inventory"]
+SECTIONS = ["e2e", "scale", "analysis", "fidelity", "inventory", "snapshots"]
 PLAY_ROOT = [ROOT]   # --root: run the trace from another checkout (a before/after comparison)
 
 
@@ -127,7 +127,7 @@ def _step(task):
             "arm.yml": "arm", "probe.yml": "probe", "collect.yml": "collect", "analyze.yml": "analyze"}.get(path, "validate")
 
 
-def run_trace(out_dir, cold=True, forks=None, inventory=None):
+def run_trace(out_dir, cold=True, forks=None, inventory=None, extra=()):
     """One `ansible-playbook playbooks/trace_flow.yml` (with the lab's inventory unless
     ``inventory`` names another); wall time, per-step seconds, report."""
     timing = tempfile.mktemp(prefix="hoptrace-timing-", suffix=".json")
@@ -140,7 +140,7 @@ def run_trace(out_dir, cold=True, forks=None, inventory=None):
     if forks:
         env["ANSIBLE_FORKS"] = str(forks)
     argv = [PLAYBOOK_BIN, "-i", inventory or INVENTORY, os.path.join(root, "playbooks", "trace_flow.yml"),
-            "-e", "src=%s" % SRC, "-e", "dst=%s" % DST, "-e", "output_dir=%s" % out_dir]
+            "-e", "src=%s" % SRC, "-e", "dst=%s" % DST, "-e", "output_dir=%s" % out_dir] + list(extra)
     if control:
         # a fresh ssh ControlPath: every connection is opened by this run, as for a user's first trace
         argv += ["-e", "ansible_control_path_dir=%s" % control]
@@ -355,6 +355,21 @@ def section_inventory(args, tmp):
     return rows
 
 
+def section_snapshots(args, tmp):
+    """The 2-node trace with the nodes' counter snapshots (the default) and without
+    (-e snapshot=false), alternating run by run: what issue 12's why costs the healthy path."""
+    rows = {"on": [], "off": []}
+    with lab_lock("ipip", 2):
+        for i in range(args.repeat):
+            for name, extra in (("on", ()), ("off", ("-e", "snapshot=false"))):
+                log("snapshots %s: trace %d/%d" % (name, i + 1, args.repeat))
+                r = run_trace(os.path.join(tmp, "traces"), extra=extra)
+                rows[name].append(r)
+                if r["report"] is None:
+                    log("trace failed:\n" + r["output"][-2000:])
+    return rows
+
+
 # ---------------------------------------------------------------- report
 
 def machine():
@@ -385,7 +400,7 @@ def step_table(columns):
     return lines
 
 
-def render(args, m, e2e, scale, analysis, fidelity, inventory=None):
+def render(args, m, e2e, scale, analysis, fidelity, inventory=None, snapshots=None):
     out = ["# hoptrace benchmarks", "",
            "Written by `benchmarks/run.py` (`make bench`)%s. Figures are medians with (min–max) over the runs." % (
                " in **--quick** mode (tiny, not for quoting)" if args.quick else ""),
@@ -489,6 +504,22 @@ def render(args, m, e2e, scale, analysis, fidelity, inventory=None):
             "", "Per step:", ""]
         out += step_table([("%d hosts" % small["hosts"], small["runs"]), ("%d hosts" % big["hosts"], big["runs"])])
         out.append("")
+    if snapshots:
+        won, woff = [r["wall"] for r in snapshots["on"]], [r["wall"] for r in snapshots["off"]]
+        delta = med(won) - med(woff)
+        healthy = all(r["healthy"] for r in snapshots["on"] + snapshots["off"])
+        headline.append("counter snapshots +%.2f s on the healthy trace" % delta)
+        out += ["## 6. Counter snapshots: the cost of the why (lab, 2 nodes, IPIP, cold)", "",
+                "The capture module reads each path node's counters (netfilter rules, kernel drop counters, conntrack, "
+                "interfaces, routes) when it starts and when it stops the captures. The same trace with them (the "
+                "default) and with `-e snapshot=false`, %d runs of each, alternating run by run." % len(won), "",
+                "| snapshots | seconds | difference | healthy |", "| --- | ---: | ---: | ---: |",
+                "| on (default) | %s | %+.2f s | %d/%d |" % (fmt(won), delta, sum(r["healthy"] for r in snapshots["on"]), len(won)),
+                "| off | %s | — | %d/%d |" % (fmt(woff), sum(r["healthy"] for r in snapshots["off"]), len(woff)), "",
+                "Target: at most +0.5 s on the healthy path — %s." % ("met" if delta <= 0.5 and healthy else "**missed**"),
+                "", "Per step:", ""]
+        out += step_table([("on", snapshots["on"]), ("off", snapshots["off"])])
+        out.append("")
     out[6:6] = ["Headline: " + "; ".join(headline) + ".", ""] if headline else []
     return "\n".join(out) + "\n"
 
@@ -527,14 +558,16 @@ def main(argv=None):
         analysis = section_analysis(args, tmp) if "analysis" in only else None
         fidelity = section_fidelity(args, tmp) if "fidelity" in only else None
         inventory = section_inventory(args, tmp) if "inventory" in only else None
-        text = render(args, machine(), e2e, scale, analysis, fidelity, inventory)
+        snapshots = section_snapshots(args, tmp) if "snapshots" in only else None
+        text = render(args, machine(), e2e, scale, analysis, fidelity, inventory, snapshots)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     with open(args.output, "w") as f:
         f.write(text)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"e2e": e2e, "scale": scale, "analysis": analysis, "fidelity": fidelity, "inventory": inventory},
+            json.dump({"e2e": e2e, "scale": scale, "analysis": analysis, "fidelity": fidelity, "inventory": inventory,
+                       "snapshots": snapshots},
                       f, indent=1, default=str)
     print(text)
     return 0

@@ -17,7 +17,7 @@ def test_quick_run_writes_the_tables(lab_factory, tmp_path):
     assert bench_run.main(["--quick", "--output", str(out)]) == 0
     text = out.read_text()
     for heading in ("## 1. End-to-end trace time", "## 2. Scale", "## 3. Analysis throughput", "## 4. Capture fidelity",
-                    "## 5. Inventory size: 2 vs 500 hosts"):
+                    "## 5. Inventory size: 2 vs 500 hosts", "## 6. Counter snapshots"):
         assert heading in text
     assert "| trace, cold |" in text and "| floor: parallel ssh + tcpdump + scp |" in text
     assert "| 8 | ansible.cfg |" in text
@@ -28,3 +28,5 @@ def test_quick_run_writes_the_tables(lab_factory, tmp_path):
     # the quick inventory section: one trace per inventory, no off-path host contacted
     assert "| `.lab/inventory.ini` | 2 |" in text and "| generated (`biginv.write_inventory`) | 500 |" in text
     assert "0 off-path connections" in text
+    # the snapshots section: one trace with and one without, both healthy
+    assert "| on (default) |" in text and "| 1/1 |" in text.split("## 6. Counter snapshots")[1]

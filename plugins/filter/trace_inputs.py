@@ -21,7 +21,7 @@ description:
     C(probe_timeout) fits in C(deadline) in probe mode, C(mode), C(src) and C(dst) (a pod IP or
     C(namespace/pod)), the flow when both are IPs (see P(hoptrace.k8s.validate_flow#filter)),
     the group of the cluster's nodes (see P(hoptrace.k8s.node_group#filter)), the entry
-    node C(via), the yes/no setting C(keep_captures) (true/false, yes/no, on/off, 1/0) and C(probe_size)
+    node C(via), the yes/no settings C(keep_captures) and C(snapshot) (true/false, yes/no, on/off, 1/0) and C(probe_size)
     (C(small), or C(max) with C(proto) icmp or udp and C(count) 1).
   - Checks C(node_access) (C(ssh), C(kubectl) or C(oc)) and the cluster access settings C(cli), C(kubeconfig)
     and C(context); with C(kubectl) or C(oc) no inventory group is needed (the cluster is the nodes hosting
@@ -32,7 +32,8 @@ options:
     description:
       - The settings, a dictionary with C(src), C(dst), C(proto), C(port), C(mode), C(deadline),
         C(duration), C(snaplen), C(probe_timeout), C(entry_tries), C(nodes) and C(via); C(count),
-        C(interval), C(max_loss), C(keep_captures) and C(probe_size) when given (else 1, 0.2, 0, false and small).
+        C(interval), C(max_loss), C(keep_captures), C(snapshot) and C(probe_size) when given (else 1, 0.2, 0,
+        false, true and small).
     type: dict
     required: true
   groups:
@@ -56,7 +57,7 @@ RETURN = r"""
 _value:
   description:
     - C(numbers) (the numbers as integers, C(interval) and C(max_loss) as floats), C(flags)
-      (C(keep_captures) as a bool), C(src_ref) and C(dst_ref) (C(ip), C(namespace), C(name)),
+      (C(keep_captures) and C(snapshot) as bools), C(src_ref) and C(dst_ref) (C(ip), C(namespace), C(name)),
       C(unresolved) (the C({what, ref}) that need the Kubernetes API), C(flow) (the validated flow, or
       null while a name is unresolved), C(cluster) (C(name), C(hosts), C(how)) and C(step_timeout)
       (seconds each remote step may take, C(deadline)/4 within 5-30).

@@ -39,7 +39,7 @@ NODE_ACCESS = ("ssh", "kubectl", "oc")
 API_GROUP = "hoptrace_api_nodes"
 PROBE_SIZES = ("small", "max")     # max: an ICMP echo or UDP datagram as large as the pod route's MTU, DF set
 # yes/no settings, spelled as Ansible's bool filter and argument specs accept them
-BOOLEANS = ("keep_captures",)
+BOOLEANS = {"keep_captures": False, "snapshot": True}     # name: when left out
 _TRUE, _FALSE = ("1", "true", "yes", "on", "y", "t"), ("0", "false", "no", "off", "n", "f", "")
 OPTIONAL = {"count": 1, "interval": 0.2, "max_loss": 0}    # repeat mode: one probe unless asked
 _WHOLE = re.compile(r"^[0-9]+$")
@@ -159,7 +159,7 @@ def check_inputs(settings, groups):
         :data:`FRACTIONS` (``count``, ``interval`` and ``max_loss`` may be left out: 1, 0.2, 0),
         ``nodes`` (a group name or empty), ``via`` (a host name or empty) and ``junit`` (a controller
         file path or empty, see :func:`check_junit`; ``junit`` in the result is it made absolute),
-        the yes/no settings of :data:`BOOLEANS` (``keep_captures``; left out: false), ``probe_size``
+        the yes/no settings of :data:`BOOLEANS` (``keep_captures``, left out: false; ``snapshot``, left out: true), ``probe_size``
         (:data:`PROBE_SIZES`; left out: small) and ``node_access``, ``cli``, ``kubeconfig``, ``context``
         (see :func:`check_node_access`; left out: ssh and kubectl's own defaults).
     :arg groups: the inventory's ``{group: [hosts]}`` (Ansible's ``groups``).
@@ -176,7 +176,7 @@ def check_inputs(settings, groups):
         raise ValidationError("mode %r is not supported; use one of %s" % (settings.get("mode"), ", ".join(MODES)))
     check_repeat(numbers, mode)
     probe_size = check_probe_size(settings.get("probe_size"), mode, settings.get("proto"), numbers["count"])
-    flags = {name: check_bool(name, settings.get(name, False)) for name in BOOLEANS}
+    flags = {name: check_bool(name, settings.get(name, default)) for name, default in BOOLEANS.items()}
     refs = {what: pod_ref(settings.get(what), what) for what in ("src", "dst")}
     access = check_node_access(settings)
     api_nodes = access["node_access"] != "ssh"

@@ -78,7 +78,8 @@ def test_numbers_are_checked_before_the_addresses():
 @pytest.mark.parametrize("value, expected", [("true", True), ("yes", True), ("1", True), (True, True),
                                              ("false", False), ("no", False), ("", False), (False, False)])
 def test_keep_captures_takes_the_yes_no_spellings_of_ansible(value, expected):
-    assert check_inputs(settings(keep_captures=value), GROUPS)["flags"] == {"keep_captures": expected}
+    assert check_inputs(settings(keep_captures=value), GROUPS)["flags"] == {"keep_captures": expected, "snapshot": True}
+    assert check_inputs(settings(snapshot=value), GROUPS)["flags"] == {"keep_captures": False, "snapshot": expected}
 
 
 def test_keep_captures_with_another_word_is_refused():
