@@ -70,17 +70,6 @@ def _latency(hop, full=False):
     return (" / " if full else "/").join(_ms(lat[k]) for k in keys)
 
 
-def _title(report):
-    run = report.get("run") or {}
-    where = run.get("dst") or "?"
-    if run.get("port"):
-        where = "%s:%s" % (where, run["port"])
-    nodes = report.get("src_node") or "?"
-    if report.get("dst_node") and report.get("dst_node") != report.get("src_node"):
-        nodes += " -> %s" % report["dst_node"]
-    return "hoptrace: %s %s -> %s (%s, %s)" % (run.get("proto") or "tcp", run.get("src") or "?", where, report.get("encap") or "?", nodes)
-
-
 def _path_lines(report):
     """How the path was found (path-only discovery): the group, the entry node, one line per pod."""
     path = report.get("path") or {}
@@ -111,7 +100,7 @@ def render_table(report, width=80, color=False, run_dir=None):
     w_seen = min(16, max(12, width - fixed - w_if - 1))
     if fixed + w_if + 1 + w_seen > width:
         w_if = max(8, width - fixed - 1 - w_seen)
-    lines = [_clip(_title(report), width)]
+    lines = [_clip(report_html.title(report), width)]
     for line in _path_lines(report):
         lines.extend(textwrap.wrap(line, width, subsequent_indent="  ", break_long_words=False))
     fmt = "%-8s %2s %-{n}s %-{i}s %{p}s %-{s}s %-{t}s %{d}s".format(n=w_node, i=w_if, p=w_pk, s=w_seen, t=w_st, d=w_dl)
@@ -146,7 +135,7 @@ def render_table(report, width=80, color=False, run_dir=None):
 
 def render_markdown(report):
     """report.md: a table and the verdict, ready to paste into a ticket."""
-    out = ["# %s" % _title(report).replace("hoptrace: ", "hoptrace trace: "), ""]
+    out = ["# %s" % report_html.title(report).replace("hoptrace: ", "hoptrace trace: "), ""]
     out.append("**Verdict:** %s" % report.get("verdict"))
     out.append("")
     if report.get("why"):

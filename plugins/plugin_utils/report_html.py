@@ -412,7 +412,9 @@ def _href(path, run_dir):
     return quote(path.replace(os.sep, "/"))
 
 
-def _title(report):
+def title(report):
+    """``hoptrace: tcp 172.17.25.79 -> 172.17.25.239:443 (ipip, node-a -> node-b)``: the table's, report.md's
+    and the page's title line."""
     run = report.get("run") or {}
     dst = run.get("dst") or "?"
     if run.get("port") and (run.get("proto") or "tcp") != "icmp":
@@ -475,12 +477,12 @@ def render_html(report, run_dir=None, pcapng="trace.pcapng"):
     :arg pcapng: name of the merged capture in the run folder, or None when none was written.
     """
     report = report or {}
-    title = _title(report)
+    heading = title(report)
     healthy = bool(report.get("healthy"))
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             "<title>%s</title>" % _e(title), "<style>%s</style></head><body>" % CSS,
-             "<h1>%s</h1>" % _e(title)]
+             "<title>%s</title>" % _e(heading), "<style>%s</style></head><body>" % CSS,
+             "<h1>%s</h1>" % _e(heading)]
     parts.append('<div class="verdict %s" id="verdict"><p><strong>verdict:</strong> <span class="text">%s</span></p>'
                  % ("healthy" if healthy else "unhealthy", _e(report.get("verdict") or "none")))
     if report.get("why"):

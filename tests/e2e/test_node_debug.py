@@ -66,17 +66,21 @@ def wait_until_no_pod(state, seconds):
     return standin_pods(state)
 
 
+
+def ipip_rows_all_seen():
+    """The hop table of a healthy IPIP trace on the 2-node lab, as over SSH (tests/e2e/test_trace.py)."""
+    path = PATHS["ipip"]
+    nodes = ["node-a"] * 3 + ["node-b"] * 3
+    rows = [("request", i + 1, n, iface, "seen") for i, (n, iface) in enumerate(zip(nodes, path))]
+    return rows + [("response", i + 1, n, iface, "seen") for i, (n, iface) in enumerate(zip(nodes[::-1], path[::-1]))]
+
 def test_node_debug_trace_is_healthy_and_leaves_no_pod(lab_factory, tmp_path):
     lab = lab_factory("ipip", 2)
     state, env = standin_env(tmp_path)
     rc, out, report = trace(tmp_path / "out", *flow(), env=env, inventory=debug_inventory(tmp_path, lab))
     assert rc == 0, out[-3000:]
     # the same hop table as over SSH (tests/e2e/test_trace.py)
-    path = PATHS["ipip"]
-    nodes = ["node-a"] * 3 + ["node-b"] * 3
-    expected = [("request", i + 1, n, iface, "seen") for i, (n, iface) in enumerate(zip(nodes, path))]
-    expected += [("response", i + 1, n, iface, "seen") for i, (n, iface) in enumerate(zip(nodes[::-1], path[::-1]))]
-    assert hop_rows(report) == expected
+    assert hop_rows(report) == ipip_rows_all_seen()
     assert report["verdict"] == "every hop saw the request and the response"
     run = next((tmp_path / "out").glob("*/report.json")).parent
     assert (run / "node-b" / "eth0.pcap").stat().st_size > 24      # binary pcap through exec
@@ -145,11 +149,7 @@ def test_node_debug_without_inventory_finds_the_nodes_through_the_api(lab_factor
     state, env = standin_env(tmp_path)
     rc, out, report = trace(tmp_path / "out", *api_flow(src, dst), env=env, inventory=no_inventory(tmp_path))
     assert rc == 0, out[-3000:]
-    path = PATHS["ipip"]
-    nodes = ["node-a"] * 3 + ["node-b"] * 3
-    expected = [("request", i + 1, n, iface, "seen") for i, (n, iface) in enumerate(zip(nodes, path))]
-    expected += [("response", i + 1, n, iface, "seen") for i, (n, iface) in enumerate(zip(nodes[::-1], path[::-1]))]
-    assert hop_rows(report) == expected
+    assert hop_rows(report) == ipip_rows_all_seen()
     assert (report["run"]["src"], report["run"]["dst"]) == ("172.17.25.79", "172.17.25.239")
     lookups = [a for a in calls(state) if a[0] == "get" and "--output=json" in a and "--field-selector=spec.nodeName=node-a" not in a
                and "--field-selector=spec.nodeName=node-b" not in a]
