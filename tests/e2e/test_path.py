@@ -7,6 +7,7 @@ attempts (tests/lab/biginv.py): any contact with one of them is counted. Root on
 import json
 import os
 import subprocess
+import threading
 import time
 
 import pytest
@@ -153,13 +154,21 @@ def test_node_that_stops_answering_after_arming(lab_factory, tmp_path):
             "-e", "mode=passive", "-e", "duration=4", "-e", "deadline=%d" % deadline] + flow()
     started = time.monotonic()
     proc = subprocess.Popen(argv, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
     try:
         assert _wait_for(lambda: _tcpdumps("node-b") == "3", 60), "node-b's captures were never armed"
+        # armed means the arm task has returned (the module still sends its result after tcpdump
+        # listens): the play has gone on to the passive wait
+        assert _wait_for(lambda: any("Wait for live traffic" in line for line in list(lines)), 30), "".join(lines)[-3000:]
         labctl.fault_add("freeze", "node-b")
         frozen = time.monotonic()
         labctl.exec_in_pod(SRC, ["curl", "-sk", "--max-time", "2", "https://%s" % DST])   # live traffic for the window
-        out, _ = proc.communicate(timeout=deadline + 60)
+        proc.wait(timeout=deadline + 60)
         ended = time.monotonic()
+        reader.join(10)
+        out = "".join(lines)
     finally:
         if proc.poll() is None:
             proc.kill()
