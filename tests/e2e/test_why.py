@@ -32,6 +32,15 @@ def faulty_trace(tmp_path, kind, **fault):
         labctl.fault_clear()
 
 
+def stopped_at_the_pod(tmp_path, kind, **fault):
+    """A trace with ``kind`` on node-b whose request is seen up to node-b tunl0 and lost at the pod's veth:
+    (printed output, report, packets lost there)."""
+    rc, out, report = faulty_trace(tmp_path, kind, **fault)
+    assert rc == 2, out[-3000:]
+    assert request_rows(report) == lost_at(report, 6)
+    return out, report, lost_packets(report, 6)
+
+
 def lost_at(report, index):
     """The request hops' statuses: seen before ``index``, LOST from it on."""
     return [(d, i, n, iface, "seen" if i < index else "LOST") for d, i, n, iface in REQUEST_PATH]
@@ -48,10 +57,7 @@ def lost_packets(report, index):
 
 def test_a_calico_policy_deny_names_the_policy_chain_and_rule(lab_factory, tmp_path):
     lab_factory("ipip", 2)
-    rc, out, report = faulty_trace(tmp_path, "calico-deny", src=SRC, dst=DST, port="443")
-    assert rc == 2, out[-3000:]
-    assert request_rows(report) == lost_at(report, 6)
-    lost = lost_packets(report, 6)
+    out, report, lost = stopped_at_the_pod(tmp_path, "calico-deny", src=SRC, dst=DST, port="443")
     cause = report["directions"]["request"]["cause"]
     why = ("dropped by iptables filter cali-pi-_t2bh0oR5Tfyncq7TXdP rule 1 (DROP, -m comment --comment cali:hqHEy9ZRrsP1C5jR; "
            "%s while %s lost) on node-b: Calico ingress policy (Felix hashed its name into the chain name)") % (
@@ -64,9 +70,7 @@ def test_a_calico_policy_deny_names_the_policy_chain_and_rule(lab_factory, tmp_p
 
 def test_a_reject_with_admin_prohibited_is_in_the_captures(lab_factory, tmp_path):
     lab_factory("ipip", 2)
-    rc, out, report = faulty_trace(tmp_path, "reject", src=SRC, dst=DST, port="443")
-    assert rc == 2, out[-3000:]
-    assert request_rows(report) == lost_at(report, 6)
+    out, report, _lost = stopped_at_the_pod(tmp_path, "reject", src=SRC, dst=DST, port="443")
     # 172.17.25.192 is node-b's tunl0 address: node-b's own addresses come back with its counters
     assert report["verdict"] == ("node-b (172.17.25.192) rejected the request to 172.17.25.239 port 443 (ICMP communication administratively "
                                  "prohibited); request reached node-b tunl0 and was not seen on node-b calic25e805a467 (delivery to "
@@ -103,10 +107,7 @@ def test_a_missing_pod_route_falls_into_the_block_blackhole(lab_factory, tmp_pat
 
 def test_strict_rp_filter_with_an_asymmetric_route(lab_factory, tmp_path):
     lab_factory("ipip", 2)
-    rc, out, report = faulty_trace(tmp_path, "rp-filter", src=SRC, dst=DST, iface="tunl0")
-    assert rc == 2, out[-3000:]
-    assert request_rows(report) == lost_at(report, 6)
-    lost = lost_packets(report, 6)
+    out, report, lost = stopped_at_the_pod(tmp_path, "rp-filter", src=SRC, dst=DST, iface="tunl0")
     assert report["why"] == ("the reverse path filter dropped it on node-b (TcpExt.IPReversePathFilter rose by %d while %d %s lost; "
                              "rp_filter all=1, tunl0=1)" % (lost, lost, "was" if lost == 1 else "were"))
     assert report["directions"]["request"]["cause"]["kind"] == "rp-filter"
