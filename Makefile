@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 MODE ?= ipip
+IPV6 ?=
 NODES ?= 2
-APT_PACKAGES := tcpdump tshark openssh-server openssh-client iproute2 curl openssl procps iptables coreutils libxml2-utils chromium
+APT_PACKAGES := tcpdump tshark openssh-server openssh-client iproute2 curl openssl procps iptables nftables coreutils libxml2-utils chromium \
+  wireguard-go wireguard-tools conntrack ipvsadm
 COLL_LINK := .collections/ansible_collections/hoptrace/k8s
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
@@ -15,7 +17,7 @@ all: test
 
 apt:
 	@missing=""; \
-	for c in tcpdump tshark sshd ssh ip curl openssl pgrep iptables timeout xmllint chromium; do \
+	for c in tcpdump tshark sshd ssh ip curl openssl pgrep iptables nft timeout xmllint chromium wireguard-go wg conntrack ipvsadm; do \
 	  command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || missing="$$missing $$c"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages (missing:$$missing)"; \
@@ -37,7 +39,7 @@ venv: $(VENV)/.installed $(COLL_LINK)
 deps: apt venv
 
 lab-up: deps
-	$(PY) tests/lab/lab.py up --mode $(MODE) --nodes $(NODES)
+	$(PY) tests/lab/lab.py up --mode $(MODE) --nodes $(NODES)$(if $(IPV6), --ipv6)
 
 lab-down: deps
 	$(PY) tests/lab/lab.py down
@@ -73,7 +75,7 @@ test: deps lint
 	$(PY) -m pytest -q tests/unit tests/lab tests/integration tests/e2e benchmarks
 
 demo: deps
-	bash tests/lab/demo.sh
+	MODE=$(MODE) IPV6=$(IPV6) bash tests/lab/demo.sh
 
 bench: deps
 	$(PY) benchmarks/run.py

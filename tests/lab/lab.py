@@ -3,6 +3,7 @@
 
   lab.py up --mode ipip|vxlan|bgp --nodes N [--pods-per-node 2]
   lab.py down
+  lab.py demo-flow                       print "SRC DST PORT" of the flow `make demo` traces here
   lab.py status [--json]
   lab.py exec NODE -- ARGV...            run in a node's namespaces (net, mount, uts, ipc, pid)
   lab.py pod-exec POD -- ARGV...         run in a pod's netns (POD: ip, name or namespace/name)
@@ -66,10 +67,11 @@ def parser():
     ap = argparse.ArgumentParser(prog="lab.py", description=__doc__.split("\n")[1])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("up")
-    p.add_argument("--mode", choices=("ipip", "vxlan", "bgp"), default="ipip")
+    p.add_argument("--mode", choices=cluster.topology.MODES, default="ipip")
     p.add_argument("--nodes", type=int, default=2)
     p.add_argument("--pods-per-node", type=int, default=2)
     sub.add_parser("down")
+    sub.add_parser("demo-flow")
     p = sub.add_parser("status")
     p.add_argument("--json", action="store_true")
     for name in ("exec", "pod-exec"):
@@ -119,6 +121,11 @@ def main(argv=None):
                 cluster.up(args.mode, args.nodes, args.pods_per_node)
             elif args.cmd == "down":
                 cluster.down()
+            elif args.cmd == "demo-flow":
+                state = cluster.load_state()
+                if not state:
+                    raise RuntimeError("the lab is down")
+                print("%s %s %s" % cluster.topology.demo_flow(state))
             elif args.cmd == "status":
                 st = cluster.status()
                 if args.json:

@@ -84,6 +84,22 @@ def pod_addresses(index, count):
     return wanted[:count]
 
 
+def demo_flow(cluster):
+    """(src, dst, port) of the flow `make demo` traces on this lab: the seed article's pods where the
+    lab has them, else the first pod of node-a to the first pod of node-b."""
+    pods = cluster["pods"]
+    by_ip = {p["ip"]: p for p in pods}
+    if SEED_PODS[0][2] in by_ip and SEED_PODS[1][2] in by_ip:
+        return SEED_PODS[0][2], SEED_PODS[1][2], 443
+    first = {}
+    for p in pods:
+        first.setdefault(p["node"], p)
+    names = [n["name"] for n in cluster["nodes"]]
+    a = first[names[0]]
+    b = first[names[1]] if len(names) > 1 else [p for p in pods if p is not a][0]
+    return a["ip"], b["ip"], 443
+
+
 def plan(mode, nodes, pods_per_node=2):
     """The whole cluster: {mode, nodes: [...], pods: [...]}."""
     if mode not in MODES:
