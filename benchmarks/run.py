@@ -69,8 +69,21 @@ def _lock_held_here():
     return False
 
 
+def lab_spec(text):
+    """A fidelity lab ``MODE`` or ``MODE:6`` (the mode's IPv6 flow) -> (mode, ipv6)."""
+    mode, _, six = text.partition(":")
+    if mode not in labctl_modes() or six not in ("", "6"):
+        raise argparse.ArgumentTypeError("%r: want MODE or MODE:6 with MODE one of %s" % (text, ", ".join(labctl_modes())))
+    return mode, six == "6"
+
+
+def labctl_modes():
+    from lab import topology
+    return topology.MODES
+
+
 @contextlib.contextmanager
-def lab_lock(mode="ipip", nodes=2):
+def lab_lock(mode="ipip", nodes=2, ipv6=False):
     """Hold the shared lab's lock, with the lab up in ``mode``/``nodes``; leave it ipip/2.
 
     When this process holds it already (the lab fixture of benchmarks/test_bench_run.py), the
@@ -80,7 +93,7 @@ def lab_lock(mode="ipip", nodes=2):
         if not held:
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            ensure_lab(mode, nodes)
+            ensure_lab(mode, nodes, ipv6)
             yield
         finally:
             try:
@@ -90,15 +103,19 @@ def lab_lock(mode="ipip", nodes=2):
                     fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def ensure_lab(mode, nodes):
+def ensure_lab(mode, nodes, ipv6=False):
     st = labctl.status()
     healthy = (st.get("up") and st.get("mode") == mode and len(st.get("nodes") or []) == nodes
+               and bool(st.get("ipv6")) == ipv6
                and all(n["alive"] and n["sshd"] and n["podserver"] for n in st["nodes"]))
     if healthy and st.get("faults"):
         labctl.fault_clear()
     if not healthy:
-        log("lab up --mode %s --nodes %d" % (mode, nodes))
-        labctl.up(mode, nodes)
+        log("lab up --mode %s --nodes %d%s" % (mode, nodes, " --ipv6" if ipv6 else ""))
+        if ipv6:
+            labctl.up(mode, nodes, ipv6=True)
+        else:
+            labctl.up(mode, nodes)
 
 
 def fmt(values, unit="s", digits=2):
@@ -127,7 +144,7 @@ def _step(task):
             "arm.yml": "arm", "probe.yml": "probe", "collect.yml": "collect", "analyze.yml": "analyze"}.get(path, "validate")
 
 
-def run_trace(out_dir, cold=True, forks=None, inventory=None, extra=()):
+def run_trace(out_dir, cold=True, forks=None, inventory=None, extra=(), flow=(SRC, DST)):
     """One `ansible-playbook playbooks/trace_flow.yml` (with the lab's inventory unless
     ``inventory`` names another); wall time, per-step seconds, report."""
     timing = tempfile.mktemp(prefix="hoptrace-timing-", suffix=".json")
@@ -140,7 +157,7 @@ def run_trace(out_dir, cold=True, forks=None, inventory=None, extra=()):
     if forks:
         env["ANSIBLE_FORKS"] = str(forks)
     argv = [PLAYBOOK_BIN, "-i", inventory or INVENTORY, os.path.join(root, "playbooks", "trace_flow.yml"),
-            "-e", "src=%s" % SRC, "-e", "dst=%s" % DST, "-e", "output_dir=%s" % out_dir] + list(extra)
+            "-e", "src=%s" % flow[0], "-e", "dst=%s" % flow[1], "-e", "output_dir=%s" % out_dir] + list(extra)
     if control:
         # a fresh ssh ControlPath: every connection is opened by this run, as for a user's first trace
         argv += ["-e", "ansible_control_path_dir=%s" % control]
@@ -316,20 +333,24 @@ def fidelity_of(report):
 
 
 def section_fidelity(args, tmp):
-    runs = []
-    batch = 25
-    done = 0
-    while done < args.traces:
-        with lab_lock("ipip", 2):
-            for _ in range(min(batch, args.traces - done)):
-                done += 1
-                log("fidelity trace %d/%d" % (done, args.traces))
-                r = run_trace(os.path.join(tmp, "traces"), cold=False)
-                runs.append({"rc": r["rc"], "wall": r["wall"], "fid": fidelity_of(r["report"]),
-                             "first": [h["packets"] for h in (r["report"] or {}).get("hops", []) if h["index"] == 1]})
-                if r["report"] is None:
-                    log("trace failed:\n" + r["output"][-2000:])
-    return runs
+    """{"MODE" or "MODE:6": [run, ...]} for each lab of --fidelity-labs, the demo's flow there."""
+    out = {}
+    for mode, ipv6 in args.fidelity_labs:
+        runs = out.setdefault(mode + (":6" if ipv6 else ""), [])
+        batch = 25
+        done = 0
+        while done < args.traces:
+            with lab_lock(mode, 2, ipv6):
+                src, dst, port = labctl.demo_flow()
+                for _ in range(min(batch, args.traces - done)):
+                    done += 1
+                    log("fidelity %s%s trace %d/%d" % (mode, " IPv6" if ipv6 else "", done, args.traces))
+                    r = run_trace(os.path.join(tmp, "traces"), cold=False, flow=(src, dst), extra=("-e", "port=%d" % port))
+                    runs.append({"rc": r["rc"], "wall": r["wall"], "fid": fidelity_of(r["report"]),
+                                 "first": [h["packets"] for h in (r["report"] or {}).get("hops", []) if h["index"] == 1]})
+                    if r["report"] is None:
+                        log("trace failed:\n" + r["output"][-2000:])
+    return out
 
 
 def section_inventory(args, tmp):
@@ -466,20 +487,24 @@ def render(args, m, e2e, scale, analysis, fidelity, inventory=None, snapshots=No
                 analysis["table"], "",
                 "Target: ≤ 1.5 s and ≤ 64 MiB (child process wall, peak RSS) — %s." % ("met" if ok else "**missed**"), ""]
     if fidelity is not None:
-        fids = [r["fid"] for r in fidelity if r["fid"]]
-        armed = sum(f[0] for f in fids)
-        not_seen = sum(f[1] for f in fids)
-        missed = sum(f[2] for f in fids)
-        failed = len(fidelity) - len(fids)
-        first = [sum(r["first"]) for r in fidelity if r["first"]]
-        headline.append("%d consecutive traces: %d probe packets missed" % (len(fidelity), missed))
-        out += ["## 4. Capture fidelity (%d consecutive traces, 2 nodes, IPIP)" % len(fidelity), "",
+        out += ["## 4. Capture fidelity (%d consecutive traces per lab, 2 nodes)" % args.traces, "",
                 "From each run's `report.json`: a hop that is not `seen` misses every packet its direction's first hop "
-                "saw; a seen hop misses what it has fewer than the first hop.", "",
-                "| traces | without a report | hops armed | hops not seen | probe packets missed | packets at the first hops per trace |",
-                "| ---: | ---: | ---: | ---: | ---: | ---: |",
-                "| %d | %d | %d | %d | **%d** | %s |" % (len(fidelity), failed, armed, not_seen, missed, fmt(first, "", 0)), "",
-                "Target: 0 — %s." % ("met" if missed == 0 and failed == 0 else "**missed**"), ""]
+                "saw; a seen hop misses what it has fewer than the first hop. The flow is `make demo`'s on that lab.", "",
+                "| lab | traces | without a report | hops armed | hops not seen | probe packets missed | packets at the first hops per trace |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        all_ok = True
+        for name, runs in fidelity.items():
+            fids = [r["fid"] for r in runs if r["fid"]]
+            armed = sum(f[0] for f in fids)
+            not_seen = sum(f[1] for f in fids)
+            missed = sum(f[2] for f in fids)
+            failed = len(runs) - len(fids)
+            all_ok = all_ok and missed == 0 and failed == 0
+            first = [sum(r["first"]) for r in runs if r["first"]]
+            label = name.replace(":6", " IPv6")
+            headline.append("%s: %d consecutive traces, %d probe packets missed" % (label, len(runs), missed))
+            out.append("| %s | %d | %d | %d | %d | **%d** | %s |" % (label, len(runs), failed, armed, not_seen, missed, fmt(first, "", 0)))
+        out += ["", "Target: 0 — %s." % ("met" if all_ok else "**missed**"), ""]
     if inventory:
         small, big = inventory["lab"], inventory["big"]
         ws, wb = [r["wall"] for r in small["runs"]], [r["wall"] for r in big["runs"]]
@@ -532,7 +557,9 @@ def main(argv=None):
     ap.add_argument("--nodes", type=lambda s: [int(x) for x in s.split(",")], help="node counts (default 2,8,32; quick 2,8)")
     ap.add_argument("--packets", type=int, help="analysis packets (default 1000000; quick 20000)")
     ap.add_argument("--analysis-repeat", type=int, help="default 3, quick 1")
-    ap.add_argument("--traces", type=int, help="fidelity traces (default 100; quick 3)")
+    ap.add_argument("--traces", type=int, help="fidelity traces per lab (default 100; quick 3)")
+    ap.add_argument("--fidelity-labs", type=lambda s: [lab_spec(x) for x in s.split(",")], default=[("ipip", False)],
+                    help="labs of the fidelity section, MODE or MODE:6 (IPv6 flow), comma-separated (default ipip)")
     ap.add_argument("--inventory-repeat", type=int, help="traces per inventory size (default 5, quick 1)")
     ap.add_argument("--inventory-hosts", type=int, default=500, help="hosts of the generated inventory (default 500)")
     ap.add_argument("--only", action="append", choices=SECTIONS, help="default: all")

@@ -52,6 +52,12 @@ def down():
     lab("down")
 
 
+def demo_flow():
+    """(src, dst, port) that `make demo` traces on the running lab (`lab.py demo-flow`)."""
+    src, dst, port = lab("demo-flow").split()
+    return src, dst, int(port)
+
+
 def inventory_path():
     return os.path.join(LAB_DIR, "inventory.ini")
 
