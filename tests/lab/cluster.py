@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import flannel
 import nsutil
 import topology
 
@@ -141,7 +142,7 @@ def save_json(path, data):
 
 # ---------------------------------------------------------------- up
 def _mode_mtu(mode):
-    return {"ipip": topology.IPIP_MTU, "vxlan": topology.VXLAN_MTU}.get(mode, 1500)
+    return {"ipip": topology.IPIP_MTU, "vxlan": topology.VXLAN_MTU, "flannel": flannel.MTU}.get(mode, 1500)
 
 
 def _root_create(cluster):
@@ -201,6 +202,14 @@ def _configure(cluster):
         root.append("link set %s master %s up" % (n["host_veth"], topology.BRIDGE))
     batches.append((None, root, "ip"))
     nodes = cluster["nodes"]
+    if mode == "flannel":           # tests/lab/flannel.py: cni0, flannel.1, no per-pod routes
+        for n in nodes:
+            batches += [(n["netns"], ["link set lo up", "addr add %s/16 dev eth0" % n["ip"], "link set eth0 up"]
+                         + flannel.node_lines(cluster, n), "ip"), (n["netns"], flannel.fdb_lines(cluster, n), "bridge")]
+        batches += [(p["netns"], flannel.pod_lines(cluster, p), "ip") for p in cluster["pods"]]
+        nsutil.run_batches(batches)
+        flannel.warm(cluster, nsutil)
+        return
     for n in nodes:
         lines = ["link set lo up", "addr add %s/16 dev eth0" % n["ip"], "link set eth0 up"]
         for p in cluster["pods"]:

@@ -5,7 +5,7 @@ Nothing here touches the system; `lab.py` builds what `plan()` describes.
 import hashlib
 import ipaddress
 
-MODES = ("ipip", "vxlan", "bgp")
+MODES = ("ipip", "vxlan", "bgp", "flannel")
 MAX_NODES = 32
 BRIDGE = "htbr0"
 CONTROLLER_IP = "10.240.255.254"
@@ -129,4 +129,11 @@ def plan(mode, nodes, pods_per_node=2):
                 "node_ip": node["ip"], "netns": pod_netns(name, i),
                 "veth": calico_veth(namespace, pname),
             })
-    return {"mode": mode, "pods_per_node": pods_per_node, "nodes": node_list, "pods": pods}
+    cluster = {"mode": mode, "pods_per_node": pods_per_node, "nodes": node_list, "pods": pods}
+    if mode == "flannel":           # Flannel's own addresses and veth names: tests/lab/flannel.py
+        try:
+            from flannel import reshape
+        except ImportError:         # imported as lab.topology
+            from .flannel import reshape
+        cluster = reshape(cluster)
+    return cluster

@@ -1,0 +1,121 @@
+"""Lab mode `flannel`: nodes shaped like a Flannel VXLAN node (the second CNI of the lab).
+
+What flanneld and the CNI `bridge` plugin make on a real node, and so what this builds:
+  - Pod CIDR 10.244.0.0/16, one /24 per node (node-a 10.244.0.0/24, node-b 10.244.1.0/24, ...)
+  - `flannel.1`: kernel VXLAN, VNI 1, UDP 8472, nolearning, MTU 1450, address 10.244.N.0/32,
+    a deterministic MAC
+  - `cni0`: a bridge with 10.244.N.1/24 (MTU 1450); pods on veth pairs whose host side is named
+    like the bridge plugin's (`veth` + 8 hex) and enslaved to cni0; pod eth0 10.244.N.x/24 with
+    its default route via 10.244.N.1
+  - for every other node M: `10.244.M.0/24 via 10.244.M.0 dev flannel.1 onlink`, a permanent
+    neighbour 10.244.M.0 -> M's flannel.1 MAC and an fdb entry MAC -> M's node IP
+There is no blackhole block route and no per-pod host route: a pod is behind the bridge, and
+the node knows it only through its neighbour table (pod IP -> MAC) and cni0's fdb (MAC -> veth).
+
+The shape is pure (`reshape`, called by topology.plan); `node_lines`/`pod_lines`/`fdb_lines`
+are ip/bridge batch lines for cluster._configure; `warm` stands in for kubelet's probes.
+"""
+import hashlib
+import ipaddress
+import socket
+import subprocess
+import time
+
+CIDR = "10.244.0.0/16"
+VNI = 1
+PORT = 8472
+MTU = 1450
+DEVICE = "flannel.1"
+BRIDGE = "cni0"
+# The bridge plugin's cni0 forgets a MAC 300 s after its last frame; on a real node kubelet's
+# probes (every 10 s) keep the pods' entries fresh. The lab's pods get no probes, so its cni0
+# keeps learned entries for a day (centiseconds) instead.
+AGEING = 8640000
+
+
+def subnet(index):
+    return "10.244.%d.0/24" % index
+
+
+def veth_name(namespace, name):
+    """Host-side veth like the CNI bridge plugin's (`veth` + 8 hex)."""
+    return "veth" + hashlib.sha1(("%s/%s" % (namespace, name)).encode()).hexdigest()[:8]
+
+
+def vtep_mac(index):
+    """Deterministic MAC for a node's flannel.1 (locally administered, unicast)."""
+    return "6e:66:6c:00:%02x:%02x" % (index // 256, index % 256)
+
+
+def reshape(cluster):
+    """The flannel shape of topology.plan's cluster (same nodes, pod names and netns)."""
+    if len(cluster["nodes"]) > 255:
+        raise ValueError("flannel mode has one /24 of 10.244.0.0/16 per node (at most 255 nodes)")
+    by_node = {}
+    for n in cluster["nodes"]:
+        net = ipaddress.ip_network(subnet(n["index"]))
+        n.update(block=str(net), tunnel_ip=str(net.network_address), vxlan_mac=vtep_mac(n["index"]),
+                 bridge_ip=str(net.network_address + 1))
+        by_node[n["name"]] = (n, [str(net.network_address + k) for k in range(2, 254)])
+    for p in cluster["pods"]:
+        node, free = by_node[p["node"]]
+        p["ip"] = free.pop(0)
+        p["veth"] = veth_name(p["namespace"], p["name"])
+    return cluster
+
+
+def node_lines(cluster, n):
+    """`ip -batch` lines of one flannel node (after its eth0 has its address)."""
+    lines = ["link add %s type bridge ageing_time %d" % (BRIDGE, AGEING)]
+    for p in cluster["pods"]:
+        if p["node"] == n["name"]:
+            lines.append("link set %s master %s up" % (p["veth"], BRIDGE))
+    lines += ["link set %s mtu %d up" % (BRIDGE, MTU), "addr add %s/24 dev %s" % (n["bridge_ip"], BRIDGE),
+              "link add %s address %s mtu %d type vxlan id %d dstport %d local %s dev eth0 nolearning"
+              % (DEVICE, n["vxlan_mac"], MTU, VNI, PORT, n["ip"]),
+              "link set %s up" % DEVICE, "addr add %s/32 dev %s" % (n["tunnel_ip"], DEVICE)]
+    for o in cluster["nodes"]:
+        if o is not n:
+            lines += ["neigh add %s lladdr %s dev %s nud permanent" % (o["tunnel_ip"], o["vxlan_mac"], DEVICE),
+                      "route add %s via %s dev %s onlink" % (o["block"], o["tunnel_ip"], DEVICE)]
+    return lines
+
+
+def fdb_lines(cluster, n):
+    """`bridge -batch` lines: the fdb entries flanneld programs (remote VTEP MAC -> node IP)."""
+    return ["fdb add %s dev %s dst %s" % (o["vxlan_mac"], DEVICE, o["ip"]) for o in cluster["nodes"] if o is not n]
+
+
+def pod_lines(cluster, p):
+    nodes = {n["name"]: n for n in cluster["nodes"]}
+    return ["link set lo up", "addr add %s/24 dev eth0" % p["ip"], "link set eth0 up",
+            "route add default via %s dev eth0" % nodes[p["node"]]["bridge_ip"]]
+
+
+def _neighbours(netns):
+    out = subprocess.run(["ip", "-n", netns, "neigh", "show", "dev", BRIDGE], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if "lladdr" in line}
+
+
+def warm(cluster, nsutil, timeout=5.0):
+    """Every pod sends one datagram to its gateway, as the first packet of kubelet's probes would
+    be answered: the node learns the pod's neighbour entry (IP -> MAC) and cni0 its fdb entry
+    (MAC -> veth), which is how a real flannel node knows its pods."""
+    nodes = {n["name"]: n for n in cluster["nodes"]}
+    for p in cluster["pods"]:
+        with nsutil.netns(p["netns"]):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                s.sendto(b"hoptrace-lab", (nodes[p["node"]]["bridge_ip"], 9))
+            except OSError:
+                pass
+            finally:
+                s.close()
+    deadline = time.monotonic() + timeout
+    for n in cluster["nodes"]:
+        want = {p["ip"] for p in cluster["pods"] if p["node"] == n["name"]}
+        while not want <= _neighbours(n["netns"]):
+            if time.monotonic() > deadline:
+                raise RuntimeError("%s learned no neighbour entry for %s on %s"
+                                   % (n["name"], ", ".join(sorted(want - _neighbours(n["netns"]))), BRIDGE))
+            time.sleep(0.01)
