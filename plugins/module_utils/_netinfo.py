@@ -247,6 +247,31 @@ def fdb_from_text(text):
     return table
 
 
+def bridge_ports_from_json(data, bridge):
+    """``{mac: port}`` of a bridge's forwarding database (``bridge -j fdb show br BRIDGE``):
+    which of its ports (a pod's veth) a MAC was learned on. The bridge's own entries are left out."""
+    table = {}
+    for entry in data or []:
+        mac, port = (entry.get('mac') or '').lower(), entry.get('ifname') or entry.get('dev')
+        if not mac or not port or port == bridge or entry.get('master') not in (None, bridge):
+            continue
+        if entry.get('state') == 'permanent' and mac in table:
+            continue  # a learned entry wins over the port's own address
+        table.setdefault(mac, port)
+    return table
+
+
+def bridge_ports_from_text(text, bridge):
+    """``{mac: port}`` from ``bridge fdb show br BRIDGE`` text (``9a:fa:.. dev vethX master cni0``)."""
+    data = []
+    for line in (text or '').splitlines():
+        words = line.split()
+        if len(words) > 2 and 'dev' in words:
+            data.append({'mac': words[0], 'ifname': _words_after(words, 'dev'), 'master': _words_after(words, 'master'),
+                         'state': 'permanent' if 'permanent' in words else ''})
+    return bridge_ports_from_json(data, bridge)
+
+
 # ---------------------------------------------------------------------------- derivation
 
 def _is_host_route(dst, family):
@@ -280,6 +305,53 @@ def workloads(routes, links):
         if r['family'] == 'inet' and r['scope'] != 'link':
             continue
         found.append({'ip': _host(r['dst']), 'dev': r['dev']})
+    return found
+
+
+def pod_bridges(routes, links):
+    """Bridges that hold pods (Flannel's and the CNI bridge plugin's ``cni0``): a bridge with veth
+    ports and a connected subnet. ``[{dev, subnets, address}]``; the node knows its pods behind
+    it only from its neighbour table and the bridge's fdb (:func:`bridge_workloads`)."""
+    veths = workload_links(links)
+    found = []
+    for link in links:
+        if link['kind'] != 'bridge':
+            continue
+        ports = [k['ifname'] for k in links if k.get('master') == link['ifname'] and k['ifname'] in veths]
+        subnets = [r['dst'] for r in routes if _main_unicast(r) and r['dev'] == link['ifname'] and not r['gateway']
+                   and r['protocol'] == 'kernel' and r['dst'] != 'default' and not _is_host_route(r['dst'], r['family'])]
+        if ports and subnets:
+            found.append({'dev': link['ifname'], 'subnets': subnets, 'ports': ports})
+    return found
+
+
+def _in_subnets(ip, subnets):
+    try:
+        address = ipaddress.ip_address(u'%s' % ip)
+    except ValueError:
+        return False
+    for net in subnets:
+        try:
+            if address in ipaddress.ip_network(u'%s' % net, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def bridge_workloads(bridges, neigh_by_dev, ports_by_dev, own=()):
+    """Pods behind pod bridges: each neighbour (pod IP -> MAC) in the bridge's subnets whose MAC the
+    bridge learned on a port. ``dev`` is that port (the pod's veth); without an fdb entry it is the
+    bridge itself and ``port`` is None (the trace then captures on the bridge and says so)."""
+    found = []
+    for bridge in bridges:
+        dev = bridge['dev']
+        ports = ports_by_dev.get(dev) or {}
+        for ip, mac in sorted((neigh_by_dev.get(dev) or {}).items()):
+            if ip in own or not mac or not _in_subnets(ip, bridge['subnets']):
+                continue
+            port = ports.get(mac.lower())
+            found.append({'ip': ip, 'dev': port or dev, 'bridge': dev, 'mac': mac.lower(), 'port': port})
     return found
 
 
@@ -368,7 +440,7 @@ def peers(blocks, links, route_gets):
 
 
 def node_ips(addresses, links, workload_devs):
-    """Global addresses not on workload, tunnel or loopback links: the node's own addresses."""
+    """Global addresses not on workload, tunnel, pod bridge or loopback links: the node's own addresses."""
     by_name = dict((link['ifname'], link) for link in links)
     skip_kinds = TUNNEL_KINDS + ('loopback', 'tun')
     found = []
@@ -388,10 +460,17 @@ def node_ips(addresses, links, workload_devs):
     return found
 
 
-def derive(routes, links, addresses, neigh_by_dev=None, fdb_by_dev=None):
-    """Everything except ``peers`` (which needs ``ip route get`` per peer): returns a dict."""
+def derive(routes, links, addresses, neigh_by_dev=None, fdb_by_dev=None, ports_by_dev=None):
+    """Everything except ``peers`` (which needs ``ip route get`` per peer): returns a dict.
+
+    ``neigh_by_dev`` holds the neighbour tables of vxlan links and pod bridges, ``fdb_by_dev`` the
+    vxlan fdb (MAC -> underlay IP), ``ports_by_dev`` the pod bridges' fdb (MAC -> port)."""
     loads = workloads(routes, links)
+    bridges = pod_bridges(routes, links)
+    own = set(a['local'] for a in addresses)
+    loads += [w for w in bridge_workloads(bridges, neigh_by_dev or {}, ports_by_dev or {}, own)
+              if w['ip'] not in set(x['ip'] for x in loads)]
     blocks = remote_blocks(routes, links, vxlan_resolver(neigh_by_dev or {}, fdb_by_dev or {}))
-    devs = set(w['dev'] for w in loads)
+    devs = set(w['dev'] for w in loads) | set(b['dev'] for b in bridges)
     return {'workloads': loads, 'local_blocks': local_blocks(routes), 'remote_blocks': blocks,
-            'node_ips': node_ips(addresses, links, devs)}
+            'pod_bridges': bridges, 'node_ips': node_ips(addresses, links, devs)}

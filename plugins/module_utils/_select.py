@@ -7,6 +7,10 @@ Path-only discovery reads one entry node; the other node on the path is not read
 captures start. Its captures say which device they want as ``{"route_to": IP}`` - the device of
 this node's own route to that address (``ip -j route get``, so policy rules and WireGuard's own
 table count) - plus ``"local": true`` for a pod's veth, which must be a direct route.
+
+A pod behind a bridge (Flannel's ``cni0``) is routed to the bridge, not to its veth: the veth is
+the bridge port its MAC (from the bridge's neighbour table) was learned on (the bridge's fdb).
+When either entry is missing the capture stays on the bridge and the note says so.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -14,6 +18,8 @@ __metaclass__ = type  # noqa: UP001
 
 import ipaddress
 import json
+
+from ansible_collections.hoptrace.k8s.plugins.module_utils import _netinfo as ni
 
 LC_ENV = {'LC_ALL': 'C', 'LANG': 'C'}
 
@@ -54,8 +60,45 @@ def device_for(select, decision, node):
     return decision['dev']
 
 
+def is_bridge(link_text):
+    """True when ``ip -j -d link show dev X`` output is a bridge."""
+    try:
+        data = json.loads(link_text or '[]')
+    except ValueError:
+        return False
+    return bool(data) and isinstance(data[0], dict) and (data[0].get('linkinfo') or {}).get('info_kind') == 'bridge'
+
+
+def bridge_port(address, bridge, neigh_text, fdb_text, node):
+    """``(port or bridge, note or None)`` for the pod ``address`` behind ``bridge`` from the JSON of
+    ``ip -j neigh show dev BRIDGE`` and ``bridge -j fdb show br BRIDGE``."""
+    try:
+        neigh = ni.neigh_from_json(json.loads(neigh_text or '[]'))
+        ports = ni.bridge_ports_from_json(json.loads(fdb_text or '[]'), bridge)
+    except (ValueError, AttributeError, TypeError):
+        neigh, ports = {}, {}
+    mac = neigh.get(address)
+    if not mac:
+        return bridge, ('%s has no neighbour entry for the pod %s on %s yet (ip neigh show dev %s): capturing on %s '
+                        "itself, which sees the pod's traffic to other nodes but not the pod's veth"
+                        % (node, address, bridge, bridge, bridge))
+    port = ports.get(mac.lower())
+    if not port:
+        return bridge, ("%s's %s has not learned the pod %s's MAC %s on a port yet (bridge fdb show br %s): capturing "
+                        "on %s itself, which sees the pod's traffic to other nodes but not the pod's veth"
+                        % (node, bridge, address, mac.lower(), bridge, bridge))
+    return port, None
+
+
+def _run_json(module, argv):
+    rc, out, dummy = module.run_command(argv, environ_update=LC_ENV)
+    return out if rc == 0 else ''
+
+
 def resolve(module, select, node):
-    """The device of ``select`` on this node (runs ``ip -j route get``), or ValueError."""
+    """``(device, note)`` of ``select`` on this node (runs ``ip -j route get``; for a pod behind a
+    bridge also its neighbour and fdb lookups), or ValueError. ``note`` is None unless a pod's
+    veth could not be found behind its bridge."""
     select = check_select(select)
     ip_bin = module.get_bin_path('ip')
     if not ip_bin:
@@ -63,4 +106,13 @@ def resolve(module, select, node):
     rc, out, err = module.run_command([ip_bin, '-j', 'route', 'get', select['route_to']], environ_update=LC_ENV)
     if rc != 0:
         raise ValueError('%s has no route to %s: %s' % (node, select['route_to'], (err or out).strip()))
-    return device_for(select, route_decision(out), node)
+    dev = device_for(select, route_decision(out), node)
+    # a pod's own veth (cali*, lxc*, ...) is the answer; anything else may be the pod's bridge
+    if not select['local'] or dev.startswith(ni.WORKLOAD_PREFIXES):
+        return dev, None
+    if not is_bridge(_run_json(module, [ip_bin, '-j', '-d', 'link', 'show', 'dev', dev])):
+        return dev, None
+    bridge_bin = module.get_bin_path('bridge')
+    neigh = _run_json(module, [ip_bin, '-j', 'neigh', 'show', 'dev', dev])
+    fdb = _run_json(module, [bridge_bin, '-j', 'fdb', 'show', 'br', dev]) if bridge_bin else ''
+    return bridge_port(select['route_to'], dev, neigh, fdb, node)

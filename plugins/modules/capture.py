@@ -70,6 +70,8 @@ options:
             route, as to a pod's veth, and refuses one via a gateway).
           - The trace role uses it on the path node it did not read before planning; the resolved
             device is the C(interface) of its entry in RV(captures).
+          - With C(local) and a route to a bridge (Flannel's C(cni0)), the device is the bridge port the
+            pod's MAC was learned on (its veth), from C(ip neigh show dev cni0) and C(bridge fdb show br cni0).
         type: dict
       filter:
         description: As O(filter).
@@ -288,6 +290,16 @@ captures:
   type: list
   elements: dict
   sample: [{id: run2-eth0, file: /var/tmp/hoptrace/run2-eth0.pcap, pid: 41231, link_type: EN10MB, failed: false}]
+select_note:
+  description:
+    - In an entry of RV(captures) started with O(captures[].select) for a pod behind a bridge (Flannel's
+      C(cni0)) whose veth was not found (no neighbour or fdb entry yet), why the capture runs on the
+      bridge itself.
+  returned: when that happened
+  type: str
+  version_added: 0.2.0
+  sample: "node-b has no neighbour entry for the pod 10.244.1.2 on cni0 yet (ip neigh show dev cni0): capturing on cni0 itself,
+    which sees the pod's traffic to other nodes but not the pod's veth"
 file:
   description: Path of the pcap file on the node.
   returned: with O(id)
@@ -960,12 +972,12 @@ def execute_module(module):
             result.update(pruned=pruned, changed=bool(result.get('changed') or pruned))
         module.exit_json(**result)
 
-    ps = []
+    ps, notes = [], {}
     for entry in module.params['captures']:
         entry_params = dict(module.params, **dict((k, entry.get(k)) for k in PER_CAPTURE))
         try:
             if module.params['state'] == 'started' and entry.get('select') and not entry.get('interface'):
-                entry_params['interface'] = sel.resolve(module, entry['select'], node)
+                entry_params['interface'], notes[entry.get('id')] = sel.resolve(module, entry['select'], node)
             ps.append(validated(entry_params, node))
         except ValueError as exc:
             ps.append(CaptureFailed(str(exc)))
@@ -977,6 +989,8 @@ def execute_module(module):
             result = dict(result.extra, id=entry.get('id'), failed=True, changed=False, msg=result.msg)
         else:
             result = dict(result, failed=False)
+            if notes.get(entry.get('id')):
+                result['select_note'] = notes[entry.get('id')]
         results.append(result)
     failed = [r for r in results if r['failed']]
     out = {'captures': results, 'changed': any(r.get('changed') for r in results) or bool(pruned)}

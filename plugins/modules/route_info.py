@@ -19,8 +19,13 @@ description:
   - Derives the local pods (host routes on workload veths such as C(cali*)), the local and remote
     pod blocks, the tunnel each remote block goes through (IPIP, VXLAN, WireGuard or none) and the
     underlay device and source address towards each peer node.
-  - For VXLAN the peer's tunnel address is mapped to its underlay address through the neighbour
-    table (C(ip neigh show dev vxlan.calico)) and the forwarding database (C(bridge fdb show)).
+  - For VXLAN (Calico's C(vxlan.calico), Flannel's C(flannel.1)) the peer's tunnel address is mapped
+    to its underlay address through the neighbour table (C(ip neigh show dev vxlan.calico)) and the
+    forwarding database (C(bridge fdb show)).
+  - Pods behind a bridge (Flannel's and the CNI bridge plugin's C(cni0), whose ports are the pods'
+    veths) have no route of their own; they are read from the bridge's neighbour table
+    (C(ip neigh show dev cni0), pod IP to MAC) and forwarding database (C(bridge fdb show br cni0),
+    MAC to the port, the pod's veth).
   - A TUN device named C(tunl*) (a userspace IPIP tunnel) is reported as kind C(ipip) with C(tun=true).
   - Changes nothing.
 author:
@@ -43,7 +48,8 @@ options:
     default: []
     version_added: 0.2.0
 notes:
-  - Needs C(ip) (iproute2) on the node; C(bridge) (iproute2) is used for VXLAN peers when present.
+  - Needs C(ip) (iproute2) on the node; C(bridge) (iproute2) is used for VXLAN peers and the ports
+    of pod bridges when present.
   - All commands run with C(LC_ALL=C).
   - For WireGuard the peer nodes are not derived (their endpoints are only known to C(wg)).
 attributes:
@@ -115,12 +121,27 @@ addresses:
   sample:
     - {ifname: eth0, family: inet, local: 10.240.0.9, prefixlen: 16, scope: global}
 workloads:
-  description: Local pod addresses, from host routes (scope link) on workload veths.
+  description:
+    - Local pod addresses, from host routes (scope link) on workload veths (Calico), and from the
+      neighbour table and forwarding database of pod bridges (Flannel).
+    - A pod behind a bridge also has C(bridge), C(mac) and C(port) (its veth); when the bridge has
+      not learned the pod's MAC yet, C(port) is null and C(dev) is the bridge itself.
   returned: always
   type: list
   elements: dict
   sample:
     - {ip: 172.17.25.239, dev: calic25e805a467}
+    - {ip: 10.244.1.2, dev: veth9e279555, bridge: cni0, mac: "3a:db:66:e3:c3:4b", port: veth9e279555}
+pod_bridges:
+  description:
+    - Bridges with pod veths as ports and a connected subnet (Flannel's C(cni0)); an address in
+      C(subnets) is a pod of this node even before the node has a neighbour entry for it.
+  returned: always
+  type: list
+  elements: dict
+  version_added: 0.2.0
+  sample:
+    - {dev: cni0, subnets: [10.244.1.0/24], ports: [veth9e279555, veth53b17d75]}
 local_blocks:
   description: Pod blocks of this node (blackhole routes).
   returned: always
@@ -146,7 +167,7 @@ peers:
   sample:
     - {node_ip: 10.240.128.12, dev: eth0, src: 10.240.0.9, encap: ipip, via: 10.240.128.12}
 node_ips:
-  description: Global addresses of the node that are not on workload, tunnel or loopback links.
+  description: Global addresses of the node that are not on workload, tunnel, pod bridge or loopback links.
   returned: always
   type: list
   elements: str
@@ -252,17 +273,24 @@ def collect(runner, ip=None):
     data, text = runner.run('ip', ['addr', 'show'])
     addresses = ni.addresses_from_json(data) if data is not None else ni.addresses_from_text(text)
 
-    neigh, fdb = {}, {}
+    neigh, fdb, ports = {}, {}, {}
+    bridges = [b['dev'] for b in ni.pod_bridges(routes, links)]
     for link in links:
-        if link['kind'] != 'vxlan':
+        if link['kind'] != 'vxlan' and link['ifname'] not in bridges:
             continue
         data, text = runner.run('ip', ['neigh', 'show', 'dev', link['ifname']], optional=True)
         neigh[link['ifname']] = ni.neigh_from_json(data) if data is not None else ni.neigh_from_text(text)
-        if runner.bridge:
+        if not runner.bridge:
+            continue
+        if link['kind'] == 'vxlan':
             data, text = runner.run('bridge', ['fdb', 'show', 'dev', link['ifname']], optional=True)
             fdb[link['ifname']] = ni.fdb_from_json(data) if data is not None else ni.fdb_from_text(text)
+        else:  # a pod bridge (cni0): which port each pod's MAC was learned on
+            data, text = runner.run('bridge', ['fdb', 'show', 'br', link['ifname']], optional=True)
+            ports[link['ifname']] = (ni.bridge_ports_from_json(data, link['ifname']) if data is not None
+                                     else ni.bridge_ports_from_text(text, link['ifname']))
 
-    result = ni.derive(routes, links, addresses, neigh, fdb)
+    result = ni.derive(routes, links, addresses, neigh, fdb, ports)
     gets = read_route_gets(runner, [target[0] for target in ni.peer_targets(result['remote_blocks'])])
     result['peers'] = ni.peers(result['remote_blocks'], links, gets)
     result.update(routes=routes, links=links, addresses=addresses, source='json' if runner.json_ok else 'text',

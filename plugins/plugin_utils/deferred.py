@@ -46,6 +46,8 @@ def complete_plan(plan, armed, capture_id):
         interface = result["interface"]
         cap["interface"] = interface
         cap["link_type"] = result.get("link_type") or cap.get("link_type")
+        if result.get("select_note"):  # a pod's veth not found behind its bridge: captured on the bridge
+            plan.setdefault("warnings", []).append(result["select_note"])
         key = "%s/%s" % (cap["node"], interface)
         if key in keys:
             plan.setdefault("warnings", []).append(

@@ -19,7 +19,7 @@ from __future__ import annotations
 from ansible_collections.hoptrace.k8s.plugins.module_utils._netinfo import ROUTING_PROTOCOLS
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import AddressError, ip_address
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import same_ip as _same
-from ansible_collections.hoptrace.k8s.plugins.plugin_utils.plan import _route, link_kind, node_workloads
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.plan import _route, bridge_of, link_kind, node_workloads
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.routes import DEAD_TYPES, RouteError, as_routes, route_egress, route_network
 
 # where a node's address may be written in an inventory, in the order they are tried
@@ -138,7 +138,8 @@ def locate(entry_name, entry, address):
     """Where ``address`` lives, as the entry node's routes say.
 
     Returns ``{"address", "how", "node_ip", "host", "evidence"}`` where ``how`` is
-    ``local`` (a workload route on the entry node; ``host`` is the entry), ``blackhole`` (the
+    ``local`` (a workload route, or a pod behind the entry node's pod bridge such as Flannel's
+    ``cni0``; ``host`` is the entry), ``blackhole`` (the
     address is in one of the entry node's own blocks, with no pod route; ``host`` is the entry),
     ``via`` (a block routed via a node IP: IPIP, BGP), ``vxlan`` (a block via a remote VTEP,
     ``node_ip`` from its neighbour/fdb entries), ``wireguard`` (a block on the WireGuard device;
@@ -150,6 +151,11 @@ def locate(entry_name, entry, address):
         if _same(workload.get("ip"), address):
             found.update(how="local", host=entry_name, evidence="%s dev %s" % (address, workload.get("dev")))
             return found
+    bridge = bridge_of(entry, address)
+    if bridge:  # a pod behind the entry node's cni0 that the node has no neighbour entry for yet
+        found.update(how="local", host=entry_name, dev=bridge,
+                     evidence="%s in the pod subnet of %s (no neighbour entry yet)" % (address, bridge))
+        return found
     route = _route(entry_name, entry, address)
     found["evidence"] = _route_text(route)
     if route is None:

@@ -104,6 +104,40 @@ def node_workloads(node):
     return found
 
 
+def bridge_of(node, address):
+    """The pod bridge (Flannel's ``cni0``) whose subnet holds ``address``, when the node has no
+    neighbour entry for that pod yet (so no ``workloads`` entry), else None. The node's own
+    addresses (the bridge's gateway address) are not pods."""
+    try:
+        target = ip_address(address)
+    except AddressError:
+        return None
+    if any(_same(a.get("local"), address) for a in node.get("addresses") or [] if isinstance(a, dict)):
+        return None
+    for bridge in node.get("pod_bridges") or []:
+        if not isinstance(bridge, dict) or not bridge.get("dev"):
+            continue
+        for subnet in bridge.get("subnets") or []:
+            try:
+                if target in route_network({"dst": subnet}):
+                    return bridge["dev"]
+            except RouteError:
+                continue
+    return None
+
+
+def bridge_note(node_name, workload=None, address=None, bridge=None):
+    """Why a pod behind a bridge is captured on the bridge itself (no veth found), or None."""
+    if workload is not None:
+        if not workload.get("bridge") or workload.get("port"):
+            return None
+        return ("%s's %s has not learned the pod %s's MAC %s on a port yet (bridge fdb show br %s): capturing "
+                "on %s itself, which sees the pod's traffic to other nodes but not the pod's veth"
+                % (node_name, workload["bridge"], workload.get("ip"), workload.get("mac"), workload["bridge"], workload["bridge"]))
+    return ("%s has no neighbour entry for the pod %s on %s yet (ip neigh show dev %s): capturing on %s itself, "
+            "which sees the pod's traffic to other nodes but not the pod's veth" % (node_name, address, bridge, bridge, bridge))
+
+
 def _node_ips(node, version=None):
     ips = [ip for ip in node.get("node_ips") or [] if ip]
     if version is not None:
@@ -288,12 +322,23 @@ def _node_owner(nodes, address):
 # the plan
 
 
-def _find_workload(nodes, address):
-    holders = []
+def _find_workload(nodes, address, warnings=None):
+    """``[(node, device)]`` of the nodes holding pod ``address``; a pod behind a bridge whose veth
+    is not known yet is held on the bridge, with a warning saying so."""
+    holders, notes = [], []
     for name, node in nodes.items():
         for workload in node_workloads(node):
             if _same(workload.get("ip"), address):
                 holders.append((name, workload.get("dev")))
+                notes.append(bridge_note(name, workload))
+    if not holders:
+        for name, node in nodes.items():
+            bridge = bridge_of(node, address)
+            if bridge:
+                holders.append((name, bridge))
+                notes.append(bridge_note(name, address=address, bridge=bridge))
+    if warnings is not None:
+        warnings.extend(n for n in notes if n)
     return holders
 
 
@@ -482,8 +527,8 @@ def build_plan(nodes, src, dst, proto="tcp", port=None, node_ips=None, deferred=
     nodes, unread = _check_nodes(nodes)
     warnings = ["%s could not be read (%s)" % item for item in sorted(unread.items())]
     later = [str(name) for name in deferred or () if str(name) not in nodes and str(name) not in unread]
-    src_holders = _find_workload(nodes, flow["src"])
-    dst_holders = _find_workload(nodes, flow["dst"])
+    src_holders = _find_workload(nodes, flow["src"], warnings)
+    dst_holders = _find_workload(nodes, flow["dst"], warnings)
     if (unread or later) and bool(src_holders) != bool(dst_holders):
         half = _unread_half(nodes, dict(unread, **{name: None for name in later}), node_ips or {}, flow,
                             src_holders, dst_holders, warnings)
