@@ -264,7 +264,8 @@ report:
       description: As RV(why).
       type: str
     notes:
-      description: Remarks (clock correction, hops that missed packets later hops saw, drops).
+      description: Remarks (the plan's warnings, such as a pod captured on its bridge because its veth
+        was not found; clock correction, hops that missed packets later hops saw, drops).
       type: list
       elements: str
     directions:

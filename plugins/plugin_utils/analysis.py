@@ -672,6 +672,8 @@ def analyze(plan, captures, vxlan_ports=None, repeat=None):
     repeated = repeat_.analyse(an, rows, offset, repeat)
     causes = why_.explain(an, rows)
     text, healthy, notes = verdict(rows, an.caps, an.plan, why_.refusal(causes), repeated[0] if repeated else None)
+    # what planning had to guess (a pod captured on its bridge, multipath, stale routes) comes first
+    notes[:0] = [str(w) for w in an.plan.get("warnings") or [] if w]
     directions = {}
     for d, name in enumerate(DIRECTIONS):
         path = [r for r in rows if r["direction"] == name]

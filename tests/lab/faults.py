@@ -96,13 +96,13 @@ def drop_rules(mode, iface, direction, src, dst, proto, port, every=None):
             raise ValueError("--port needs --proto tcp or udp")
         plain += ["-m", "multiport", "--ports", str(port)]
     rules.append(where + plain)
-    underlay = not (iface.startswith("cali") or iface in ("tunl0", "vxlan.calico", "lo"))
+    underlay = not (iface.startswith(("cali", "veth")) or iface in ("tunl0", "vxlan.calico", "flannel.1", "cni0", "lo"))
     if underlay and mode == "ipip":
         for expr in _u32(20, src, dst, proto, port):
             rules.append(where + ["-p", "4", "-m", "u32", "--u32", expr])
-    if underlay and mode == "vxlan":
+    if underlay and mode in ("vxlan", "flannel"):
         for expr in _u32(50, src, dst, proto, port):
-            rules.append(where + ["-p", "udp", "--dport", "4789", "-m", "u32", "--u32", expr])
+            rules.append(where + ["-p", "udp", "--dport", "8472" if mode == "flannel" else "4789", "-m", "u32", "--u32", expr])
     if every:
         nth = ["-m", "statistic", "--mode", "nth", "--every", str(int(every)), "--packet", str(int(every) - 1)]
         rules = [rule + nth for rule in rules]
