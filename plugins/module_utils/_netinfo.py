@@ -391,8 +391,10 @@ def remote_blocks(routes, links, resolve=None):
             if encap == 'wireguard' and _is_host_route(r['dst'], r['family']):
                 continue
             node_ip = hop['gateway']
-            if encap == 'vxlan':
-                node_ip = resolve(hop['gateway'], link) if (resolve and hop['gateway']) else None
+            if encap == 'vxlan' or is_link_local(hop['gateway']):
+                # a link-local next hop (IPv6 BGP) is no node address: the neighbour table names it
+                node_ip = resolve(hop['gateway'], link or {'ifname': hop['dev'], 'kind': None}) \
+                    if (resolve and hop['gateway']) else None
             elif encap == 'wireguard':
                 node_ip = None
             blocks.append({'dst': r['dst'], 'via': hop['gateway'], 'dev': hop['dev'], 'encap': encap,
@@ -400,9 +402,57 @@ def remote_blocks(routes, links, resolve=None):
     return blocks
 
 
+def is_link_local(address):
+    """True for an IPv6 link-local address (fe80::/10), the next hop of IPv6 BGP routes."""
+    try:
+        ip = ipaddress.ip_address(address or '')
+    except ValueError:
+        return False
+    return ip.version == 6 and ip.is_link_local
+
+
+def eui64_mac(address):
+    """The MAC an EUI-64 link-local address was made from (``fe80::68:74ff:fe06:1`` ->
+    ``02:68:74:06:00:01``), or None when the address is not EUI-64 (stable-privacy, manual)."""
+    try:
+        raw = ipaddress.IPv6Address(address).packed
+    except ValueError:
+        return None
+    if raw[11:13] != b'\xff\xfe':
+        return None
+    mac = [raw[8] ^ 0x02, raw[9], raw[10], raw[13], raw[14], raw[15]]
+    return ':'.join('%02x' % b for b in mac)
+
+
+def link_local_devs(routes):
+    """Devices of routes whose next hop is an IPv6 link-local address: their neighbour tables
+    map each such next hop to the peer's global address."""
+    devs = []
+    for r in routes:
+        for hop in r['nexthops'] or [{'gateway': r['gateway'], 'dev': r['dev']}]:
+            if hop['dev'] and is_link_local(hop['gateway']) and hop['dev'] not in devs:
+                devs.append(hop['dev'])
+    return devs
+
+
+def same_link_address(neigh, via):
+    """The peer's global address behind a link-local next hop: the neighbour entry of ``via``
+    (or, not resolved yet, the MAC its EUI-64 form carries) and the other entries of that MAC on
+    the same link - an IPv6 global one first, else an IPv4 one; None when none shares the MAC."""
+    mac = (neigh.get(via) or eui64_mac(via) or '').lower()
+    if not mac:
+        return None
+    found = [ip for ip, lladdr in sorted(neigh.items()) if (lladdr or '').lower() == mac and not is_link_local(ip)]
+    found.sort(key=lambda ip: 0 if ':' in ip else 1)
+    return found[0] if found else None
+
+
 def vxlan_resolver(neigh_by_dev, fdb_by_dev):
-    """Function mapping (peer tunnel IP, vxlan link) to the peer's underlay IP via neighbour + fdb."""
+    """Function mapping (peer tunnel IP, vxlan link) to the peer's underlay IP via neighbour + fdb,
+    and (link-local next hop, link) to the peer's global address via the neighbour table."""
     def resolve(via, link):
+        if link.get('kind') != 'vxlan':
+            return same_link_address(neigh_by_dev.get(link['ifname']) or {}, via) if is_link_local(via) else None
         mac = (neigh_by_dev.get(link['ifname']) or {}).get(via)
         if not mac:
             return None

@@ -21,11 +21,15 @@ description:
     underlay device and source address towards each peer node.
   - For VXLAN (Calico's C(vxlan.calico), Flannel's C(flannel.1)) the peer's tunnel address is mapped
     to its underlay address through the neighbour table (C(ip neigh show dev vxlan.calico)) and the
-    forwarding database (C(bridge fdb show)).
+    forwarding database (C(bridge fdb show)), for Calico's C(vxlan-v6.calico) (IPv6 underlay) too.
   - Pods behind a bridge (Flannel's and the CNI bridge plugin's C(cni0), whose ports are the pods'
     veths) have no route of their own; they are read from the bridge's neighbour table
     (C(ip neigh show dev cni0), pod IP to MAC) and forwarding database (C(bridge fdb show br cni0),
     MAC to the port, the pod's veth).
+  - IPv6 BGP routes go via the peer's link-local address (C(via fe80::... dev eth0 proto bird)); the
+    neighbour table of that device (C(ip neigh show dev eth0)) maps it to the peer's MAC and so to
+    the peer's global address on the same link (IPv6 first, else IPv4). That table is read only
+    when such routes exist.
   - A TUN device named C(tunl*) (a userspace IPIP tunnel) is reported as kind C(ipip) with C(tun=true).
   - Changes nothing.
 author:
@@ -153,7 +157,8 @@ remote_blocks:
     - Routes to other nodes' pod blocks with the encapsulation of their device (ipip, vxlan,
       wireguard, none).
     - C(via) is the route's gateway (for VXLAN the peer's tunnel address), C(node_ip) the peer
-      node's underlay address when known.
+      node's underlay address when known (for a link-local C(via), the global address the
+      neighbour table gives the same MAC).
   returned: always
   type: list
   elements: dict
@@ -275,8 +280,13 @@ def collect(runner, ip=None):
 
     neigh, fdb, ports = {}, {}, {}
     bridges = [b['dev'] for b in ni.pod_bridges(routes, links)]
+    # IPv6 BGP routes go via link-local next hops: the neighbour table of their device names the peer
+    via_link_local = ni.link_local_devs(routes)
     for link in links:
         if link['kind'] != 'vxlan' and link['ifname'] not in bridges:
+            if link['ifname'] in via_link_local:
+                data, text = runner.run('ip', ['neigh', 'show', 'dev', link['ifname']], optional=True)
+                neigh[link['ifname']] = ni.neigh_from_json(data) if data is not None else ni.neigh_from_text(text)
             continue
         data, text = runner.run('ip', ['neigh', 'show', 'dev', link['ifname']], optional=True)
         neigh[link['ifname']] = ni.neigh_from_json(data) if data is not None else ni.neigh_from_text(text)

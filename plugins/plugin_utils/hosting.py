@@ -16,14 +16,15 @@ finds nothing, the host names' resolved addresses) - never by contacting a host.
 
 from __future__ import annotations
 
-from ansible_collections.hoptrace.k8s.plugins.module_utils._netinfo import ROUTING_PROTOCOLS
+from ansible_collections.hoptrace.k8s.plugins.module_utils._netinfo import ROUTING_PROTOCOLS, is_link_local
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import AddressError, ip_address
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import same_ip as _same
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.plan import _route, bridge_of, link_kind, node_workloads
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.routes import DEAD_TYPES, RouteError, as_routes, route_egress, route_network
 
-# where a node's address may be written in an inventory, in the order they are tried
-ADDRESS_VARS = ("ansible_host", "ip", "access_ip")
+# where a node's address may be written in an inventory, in the order they are tried (kubespray's
+# ip6 / access_ip6 name a dual-stack node's IPv6 address)
+ADDRESS_VARS = ("ansible_host", "ip", "access_ip", "ip6", "access_ip6")
 # the groups looked for when the user names none: ours, then kubespray's
 DEFAULT_GROUPS = ("nodes", "k8s_cluster", ("kube_node", "kube_control_plane"))
 _SHOWN = 8
@@ -180,6 +181,10 @@ def locate(entry_name, entry, address):
         found["node_ip"] = _remote_node_ip(entry, gateway, dev)
     elif kind == "wireguard":
         found["how"] = "wireguard"
+    elif gateway and is_link_local(gateway) and str(route.get("protocol")) in ROUTING_PROTOCOLS:
+        # IPv6 BGP: the next hop is the peer's link-local address; route_info mapped it through the
+        # neighbour table (same MAC) to the peer's global address, when it could
+        found.update(how="via", node_ip=_remote_node_ip(entry, gateway, dev), link_local=gateway)
     elif gateway and (kind == "ipip" or str(route.get("protocol")) in ROUTING_PROTOCOLS):
         found.update(how="via", node_ip=gateway)
     else:
@@ -252,6 +257,14 @@ def _host_for(what, place, entry_name, addresses, resolve):
         why = " (where %s's route %s sends the %s %s)" % (entry_name, place["evidence"], what, place["address"])
         host, where = map_node_ip(place["node_ip"], addresses, resolve, why)
         return host, "%s's route %s; %s is %s of %s" % (entry_name, place["evidence"], place["node_ip"], where, host)
+    if place["how"] == "via" and place.get("link_local"):
+        raise PathError(
+            "%s routes the %s %s via the link-local address %s (%s): no entry of its neighbour table on %s "
+            "(ip neigh show dev %s) shares that next hop's MAC with a global address of the peer node, so "
+            "the node behind it is unknown. Pass -e via=HOST naming the node that holds the pod, or trace "
+            "once traffic to that node has filled the neighbour table"
+            % (entry_name, what, place["address"], place["link_local"], place["evidence"], place["dev"], place["dev"])
+        )
     if place["how"] == "vxlan":
         raise PathError(
             "%s routes the %s %s over VXLAN (%s) but has no neighbour/fdb entry that names the remote "

@@ -20,6 +20,7 @@ keys a plan carries ``response_encap`` and ``warnings``; a capture carries ``rol
 
 from __future__ import annotations
 
+from ansible_collections.hoptrace.k8s.plugins.module_utils._netinfo import is_link_local
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import AddressError, ip_address
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.bpf import DEFAULT_PORTS, any_of, capture_filter
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.routes import (
@@ -171,6 +172,17 @@ def _first_egress(node_name, route, address, warnings):
     return pairs[0]
 
 
+def _gateway_node_ip(node, gateway):
+    """The node address behind a next hop: the gateway itself, or for an IPv6 link-local next hop
+    (BGP over IPv6) the peer's global address route_info found for it (``remote_blocks``)."""
+    if not gateway or not is_link_local(gateway):
+        return gateway
+    for entry in node.get("remote_blocks") or []:
+        if isinstance(entry, dict) and entry.get("node_ip") and _same(entry.get("via"), gateway):
+            return entry["node_ip"]
+    return gateway
+
+
 def _peer_entry(node, peer_ip):
     for entry in node.get("peers") or []:
         if isinstance(entry, dict) and _same(entry.get("node_ip"), peer_ip):
@@ -244,6 +256,7 @@ def _leg(nodes, a_name, b_name, to_ip, warnings):
     gateway, dev = _first_egress(a_name, route, to_ip, warnings)
     if dev is None:
         raise PlanError("%s's route to %s (%s) names no device; cannot tell where to capture" % (a_name, to_ip, route.get("dst")))
+    gateway = _gateway_node_ip(a, gateway)
     kind = link_kind(a, dev)
     encap = kind if kind in TUNNEL_KINDS else "none"
     leg = {"encap": encap, "tunnel_out": None, "tunnel_in": None, "port": None, "route": route}
@@ -624,6 +637,7 @@ def _unread_half(nodes, unread, node_ips, flow, src_holders, dst_holders, warnin
     gateway, dev = _first_egress(known, route, other_ip, warnings)
     if dev is None:
         return None
+    gateway = _gateway_node_ip(node, gateway)
     kind = link_kind(node, dev)
     encap = kind if kind in TUNNEL_KINDS else "none"
     candidates = [name for name in unread if gateway and _same(node_ips.get(name), gateway)]

@@ -13,6 +13,7 @@ import sys
 import time
 
 import flannel
+import ipv6 as lab6
 import nsutil
 import topology
 
@@ -38,6 +39,7 @@ SSHD = "/usr/sbin/sshd"
 # /root, which every node hides behind its own home
 PY = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else os.path.realpath(sys.executable)
 BRNF = "net/bridge/bridge-nf-call-iptables"
+BRNF6 = "net/bridge/bridge-nf-call-ip6tables"
 PRIVSEP = "/run/sshd"
 NETNS_PREFIXES = (topology.PREFIX + "node-", topology.PREFIX + "pod-")
 
@@ -112,7 +114,7 @@ def write_client_files(cluster):
     with open(INVENTORY, "w") as f:
         f.write("[nodes]\n")
         for n in nodes:
-            f.write("%s ansible_host=%s\n" % (n["name"], n["ip"]))
+            f.write("%s ansible_host=%s%s\n" % (n["name"], n["ip"], " ip6=%s" % n["ip6"] if n.get("ip6") else ""))
         f.write("\n[nodes:vars]\n")
         f.write("ansible_user=root\n")
         f.write("ansible_ssh_private_key_file=%s\n" % CLIENT_KEY)
@@ -155,6 +157,8 @@ def _root_create(cluster):
         lines.append("link add %s type veth peer name eth0 netns %s" % (n["host_veth"], n["netns"]))
     nodes = {n["name"]: n for n in cluster["nodes"]}
     mtu = _mode_mtu(cluster["mode"])
+    if cluster.get("ipv6"):
+        mtu = lab6.pod_mtu(cluster["mode"], mtu)
     for p in cluster["pods"]:
         lines.append("link add %s mtu %d netns %s type veth peer name eth0 mtu %d netns %s"
                      % (p["veth"], mtu, nodes[p["node"]]["netns"], mtu, p["netns"]))
@@ -167,6 +171,11 @@ def _sysctls(cluster, saved):
     if val is not None:
         saved[BRNF] = val
         nsutil.sysctl(BRNF, 0)        # bridged lab frames must not go through the host's FORWARD chain
+    v6 = bool(cluster.get("ipv6"))
+    val = nsutil.read_sysctl(BRNF6) if v6 else None
+    if val is not None:
+        saved[BRNF6] = val
+        nsutil.sysctl(BRNF6, 0)
     for name in [topology.BRIDGE] + [n["host_veth"] for n in cluster["nodes"]]:
         nsutil.sysctl("net/ipv6/conf/%s/disable_ipv6" % name, 1)
     for n in cluster["nodes"]:
@@ -176,8 +185,11 @@ def _sysctls(cluster, saved):
         by_node.setdefault(p["node"], []).append(p)
     for n in cluster["nodes"]:
         with nsutil.netns(n["netns"]):
-            for k in ("all", "default"):
-                nsutil.sysctl("net/ipv6/conf/%s/disable_ipv6" % k, 1)
+            if v6:
+                lab6.node_sysctls(nsutil, cluster, n)
+            else:
+                for k in ("all", "default"):
+                    nsutil.sysctl("net/ipv6/conf/%s/disable_ipv6" % k, 1)
             nsutil.sysctl("net/ipv4/ip_forward", 1)
             nsutil.sysctl("net/ipv4/conf/all/rp_filter", 0)
             nsutil.sysctl("net/ipv4/conf/default/rp_filter", 0)
@@ -189,15 +201,21 @@ def _sysctls(cluster, saved):
                 nsutil.tx_csum_off(p["veth"])
     for p in cluster["pods"]:
         with nsutil.netns(p["netns"]):
-            for k in ("all", "default"):
-                nsutil.sysctl("net/ipv6/conf/%s/disable_ipv6" % k, 1)
+            if v6:
+                lab6.pod_sysctls(nsutil)
+            else:
+                for k in ("all", "default"):
+                    nsutil.sysctl("net/ipv6/conf/%s/disable_ipv6" % k, 1)
             nsutil.tx_csum_off("eth0")
 
 
 def _configure(cluster):
     mode = cluster["mode"]
     batches = []
+    v6 = bool(cluster.get("ipv6"))
     root = ["addr add %s/16 dev %s" % (topology.CONTROLLER_IP, topology.BRIDGE), "link set %s up" % topology.BRIDGE]
+    if v6:    # neighbour solicitations must reach every node whether or not the bridge saw MLD reports
+        root.insert(0, "link set %s type bridge mcast_snooping 0" % topology.BRIDGE)
     for n in cluster["nodes"]:
         root.append("link set %s master %s up" % (n["host_veth"], topology.BRIDGE))
     batches.append((None, root, "ip"))
@@ -239,6 +257,10 @@ def _configure(cluster):
             for o in nodes:
                 if o is not n:
                     lines.append("route add %s via %s dev eth0 proto bird" % (o["block"], o["ip"]))
+        if v6:
+            tail, fdb6 = lab6.node_tail(cluster, n)
+            lines = lab6.node_head(cluster, n) + lines + tail
+            fdb += fdb6
         batches.append((n["netns"], lines, "ip"))
         if fdb:
             batches.append((n["netns"], fdb, "bridge"))
@@ -246,7 +268,7 @@ def _configure(cluster):
         batches.append((p["netns"], [
             "link set lo up", "addr add %s/32 dev eth0" % p["ip"], "link set eth0 up",
             "route add 169.254.1.1 dev eth0 scope link", "route add default via 169.254.1.1 dev eth0",
-        ], "ip"))
+        ] + (lab6.pod_lines(p) if v6 else []), "ip"))
     # vxlan links need their node's eth0 configured; batches are per namespace so order holds
     nsutil.run_batches(batches)
 
@@ -257,7 +279,8 @@ def _node_services(cluster, n):
     pods = [p for p in cluster["pods"] if p["node"] == name]
     services.append([PY, "-S", os.path.join(HERE, "podserver.py"), "--cert", TLS_CERT, "--key", TLS_KEY,
                      "--node", name, "--ready", os.path.join(RUN, "podserver.%s.ready" % name)]
-                    + ["%s/%s=%s=%s" % (p["namespace"], p["name"], p["ip"], os.path.join(nsutil.NETNS_DIR, p["netns"])) for p in pods])
+                    + ["%s/%s=%s=%s%s" % (p["namespace"], p["name"], p["ip"], os.path.join(nsutil.NETNS_DIR, p["netns"]),
+                                          "=" + p["ip6"] if p.get("ip6") else "") for p in pods])
     if cluster["mode"] == "ipip":
         services.append(ipipd_argv(cluster, n))
     return services
@@ -329,10 +352,10 @@ def _wait_ready(cluster, timeout=20.0):
         n.pop("sshd_ok", None)
 
 
-def up(mode, nodes, pods_per_node=2):
+def up(mode, nodes, pods_per_node=2, ipv6=False):
     t0 = time.monotonic()
     down(quiet=True)
-    cluster = topology.plan(mode, nodes, pods_per_node)
+    cluster = topology.plan(mode, nodes, pods_per_node, ipv6=ipv6)
     ensure_assets()
     for f in os.listdir(RUN):
         os.unlink(os.path.join(RUN, f))
@@ -346,13 +369,16 @@ def up(mode, nodes, pods_per_node=2):
     _sysctls(cluster, saved)
     save_json(STATE, state)
     _configure(cluster)
+    if ipv6:
+        lab6.greet_peers(nsutil, cluster)
     _start_nodes(cluster)
     save_json(STATE, state)
     _wait_ready(cluster)
     save_json(STATE, state)
     save_json(FAULTS, [])
     write_client_files(cluster)
-    log("lab up: mode %s, %d nodes, %d pods in %.2fs" % (mode, nodes, len(cluster["pods"]), time.monotonic() - t0))
+    log("lab up: mode %s%s, %d nodes, %d pods in %.2fs" % (mode, " (dual-stack)" if ipv6 else "", nodes, len(cluster["pods"]),
+                                                         time.monotonic() - t0))
     return state
 
 
@@ -466,7 +492,7 @@ def status():
             fl = json.load(f)
     except (OSError, ValueError):
         fl = []
-    return {"up": True, "mode": state["mode"], "nodes": nodes, "pods": state["pods"], "faults": fl,
+    return {"up": True, "mode": state["mode"], "ipv6": bool(state.get("ipv6")), "nodes": nodes, "pods": state["pods"], "faults": fl,
             "inventory": INVENTORY, "pods_json": PODS_JSON}
 
 

@@ -8,7 +8,7 @@ Use from any test module (tests/ is on sys.path through tests/conftest.py):
         lab = lab_factory("vxlan", 2)       # status dict: mode, nodes, pods, inventory, pods_json
         ...
 
-`lab_factory(mode="ipip", nodes=2, pods_per_node=2)` reuses a running, healthy lab of that shape
+`lab_factory(mode="ipip", nodes=2, pods_per_node=2, ipv6=False)` (ipv6: dual-stack pods) reuses a running, healthy lab of that shape
 (clearing its faults) or brings one up; `lab` is `lab_factory("ipip", 2)`. The first use takes an
 exclusive flock on /run/hoptrace-lab-tests.lock and holds it for the session, so two pytest runs
 never share the lab; a lab this session changed is brought down at the end. Skips when not root.
@@ -26,8 +26,10 @@ except ImportError:                       # loaded as a top-level module
 TESTS_LOCK = "/run/hoptrace-lab-tests.lock"
 
 
-def _healthy(st, mode, nodes, pods_per_node):
+def _healthy(st, mode, nodes, pods_per_node, ipv6=False):
     if not st.get("up") or st.get("mode") != mode or len(st.get("nodes") or []) != nodes:
+        return False
+    if bool(st.get("ipv6")) != bool(ipv6):
         return False
     if len(st.get("pods") or []) != nodes * pods_per_node:
         return False
@@ -47,16 +49,16 @@ class _Session:
             self.lock = open(TESTS_LOCK, "a")
             fcntl.flock(self.lock, fcntl.LOCK_EX)
 
-    def factory(self, mode="ipip", nodes=2, pods_per_node=2):
+    def factory(self, mode="ipip", nodes=2, pods_per_node=2, ipv6=False):
         self.acquire()
         st = labctl.status()
-        if _healthy(st, mode, nodes, pods_per_node):
+        if _healthy(st, mode, nodes, pods_per_node, ipv6):
             if st.get("faults"):
                 labctl.fault_clear()
                 st = labctl.status()
             return st
         self.changed = True
-        return labctl.up(mode, nodes, pods_per_node)
+        return labctl.up(mode, nodes, pods_per_node, ipv6=ipv6)
 
     def close(self):
         try:

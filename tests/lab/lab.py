@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """hoptrace lab cluster: Kubernetes nodes and pods with Calico's data path, made of namespaces.
 
-  lab.py up --mode ipip|vxlan|bgp --nodes N [--pods-per-node 2]
+  lab.py up --mode ipip|vxlan|bgp --nodes N [--pods-per-node 2] [--ipv6]   (--ipv6: dual-stack pods)
   lab.py down
   lab.py demo-flow                       print "SRC DST PORT" of the flow `make demo` traces here
   lab.py status [--json]
@@ -39,7 +39,7 @@ def find_pod(spec):
     if not state:
         raise RuntimeError("the lab is down")
     for p in state["pods"]:
-        if spec in (p["ip"], p["name"], "%s/%s" % (p["namespace"], p["name"]), p["netns"]):
+        if spec in (p["ip"], p.get("ip6"), p["name"], "%s/%s" % (p["namespace"], p["name"]), p["netns"]):
             return p
     raise RuntimeError("no pod %s in the lab" % spec)
 
@@ -48,7 +48,8 @@ def print_status(st):
     if not st["up"]:
         print("lab: down")
         return
-    print("lab: up  mode %s  %d nodes  %d pods  faults %d" % (st["mode"], len(st["nodes"]), len(st["pods"]), len(st["faults"])))
+    print("lab: up  mode %s%s  %d nodes  %d pods  faults %d" % (st["mode"], "  dual-stack" if st.get("ipv6") else "", len(st["nodes"]),
+                                                            len(st["pods"]), len(st["faults"])))
     print("%-9s %-15s %-18s %-5s %-5s %-9s %s" % ("NODE", "IP", "BLOCK", "UP", "SSHD", "PODSERVER", "IPIPD"))
     for n in st["nodes"]:
         def yn(v):
@@ -70,6 +71,7 @@ def parser():
     p.add_argument("--mode", choices=cluster.topology.MODES, default="ipip")
     p.add_argument("--nodes", type=int, default=2)
     p.add_argument("--pods-per-node", type=int, default=2)
+    p.add_argument("--ipv6", action="store_true", help="dual-stack pods: IPv6 from /122 blocks as Calico wires them (tests/lab/ipv6.py)")
     sub.add_parser("down")
     sub.add_parser("demo-flow")
     p = sub.add_parser("status")
@@ -118,7 +120,7 @@ def main(argv=None):
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if args.cmd == "up":
-                cluster.up(args.mode, args.nodes, args.pods_per_node)
+                cluster.up(args.mode, args.nodes, args.pods_per_node, ipv6=args.ipv6)
             elif args.cmd == "down":
                 cluster.down()
             elif args.cmd == "demo-flow":

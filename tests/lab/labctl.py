@@ -43,8 +43,9 @@ def status():
     return json.loads(lab("status", "--json"))
 
 
-def up(mode="ipip", nodes=2, pods_per_node=2):
-    lab("up", "--mode", mode, "--nodes", nodes, "--pods-per-node", pods_per_node)
+def up(mode="ipip", nodes=2, pods_per_node=2, ipv6=False):
+    """Bring the lab up (``ipv6``: dual-stack pods, ``lab.py up --ipv6``); returns status()."""
+    lab("up", "--mode", mode, "--nodes", nodes, "--pods-per-node", pods_per_node, *(["--ipv6"] if ipv6 else []))
     return status()
 
 
@@ -76,7 +77,7 @@ def pod(spec):
     if isinstance(spec, dict):
         return spec
     for p in pods():
-        if spec in (p["ip"], p["name"], "%s/%s" % (p["namespace"], p["name"]), p["netns"]):
+        if spec in (p["ip"], p.get("ip6"), p["name"], "%s/%s" % (p["namespace"], p["name"]), p["netns"]):
             return p
     raise LabError("no pod %s" % spec)
 

@@ -7,7 +7,7 @@ like a pause container) and serves HTTPS on 443:
   GET /bytes/N   -> N bytes (N <= 64 MiB), for MTU and throughput checks
 
 Usage: podserver.py --cert C --key K --ready FILE --node NODE POD_SPEC...
-POD_SPEC: namespace/name=ip=netns_path
+POD_SPEC: namespace/name=ip=netns_path[=ip6]   (a dual-stack pod also serves on its IPv6 address)
 """
 import argparse
 import ctypes
@@ -79,13 +79,19 @@ def handle(ctx, raw, banner):
         raw.close()
 
 
-def serve(pod, ip, netns_path, node, cert, key, ready_w):
+def serve(pod, ip, netns_path, node, cert, key, ready_w, ip6=None):
     enter_netns(netns_path)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", 443))
+    if ip6:        # one dual-stack socket: IPv4 clients arrive as ::ffff:a.b.c.d
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("::", 443))
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", 443))
     s.listen(128)
     os.write(ready_w, b"1")
     os.close(ready_w)
@@ -106,12 +112,13 @@ def main():
     children = []
     ready_r, ready_w = os.pipe()
     for spec in args.pods:
-        pod, ip, path = spec.split("=", 2)
+        pod, ip, rest = spec.split("=", 2)
+        path, _, ip6 = rest.partition("=")
         pid = os.fork()
         if pid == 0:
             os.close(ready_r)
             try:
-                serve(pod, ip, path, args.node, args.cert, args.key, ready_w)
+                serve(pod, ip, path, args.node, args.cert, args.key, ready_w, ip6 or None)
             except BaseException as exc:  # noqa: B036 - report and die, the parent notices
                 sys.stderr.write("podserver %s: %s\n" % (pod, exc))
             os._exit(1)

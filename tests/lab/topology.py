@@ -5,6 +5,11 @@ Nothing here touches the system; `lab.py` builds what `plan()` describes.
 import hashlib
 import ipaddress
 
+try:
+    from . import ipv6 as _ipv6
+except ImportError:                       # loaded as a top-level module (lab.py, cluster.py)
+    import ipv6 as _ipv6
+
 MODES = ("ipip", "vxlan", "bgp", "flannel")
 MAX_NODES = 32
 BRIDGE = "htbr0"
@@ -86,22 +91,25 @@ def pod_addresses(index, count):
 
 def demo_flow(cluster):
     """(src, dst, port) of the flow `make demo` traces on this lab: the seed article's pods where the
-    lab has them, else the first pod of node-a to the first pod of node-b."""
+    lab has them, else the first pod of node-a to the first pod of node-b; on an IPv6 lab
+    (`--ipv6`) the same pods' IPv6 addresses."""
     pods = cluster["pods"]
+    key = "ip6" if cluster.get("ipv6") else "ip"
     by_ip = {p["ip"]: p for p in pods}
     if SEED_PODS[0][2] in by_ip and SEED_PODS[1][2] in by_ip:
-        return SEED_PODS[0][2], SEED_PODS[1][2], 443
+        return by_ip[SEED_PODS[0][2]][key], by_ip[SEED_PODS[1][2]][key], 443
     first = {}
     for p in pods:
         first.setdefault(p["node"], p)
     names = [n["name"] for n in cluster["nodes"]]
     a = first[names[0]]
     b = first[names[1]] if len(names) > 1 else [p for p in pods if p is not a][0]
-    return a["ip"], b["ip"], 443
+    return a[key], b[key], 443
 
 
-def plan(mode, nodes, pods_per_node=2):
-    """The whole cluster: {mode, nodes: [...], pods: [...]}."""
+def plan(mode, nodes, pods_per_node=2, ipv6=False):
+    """The whole cluster: {mode, ipv6, nodes: [...], pods: [...]}; `ipv6` makes the pods dual-stack
+    (tests/lab/ipv6.py adds the IPv6 addresses, blocks and tunnel details)."""
     if mode not in MODES:
         raise ValueError("mode must be one of %s" % ", ".join(MODES))
     if not 1 <= nodes <= MAX_NODES:
@@ -129,11 +137,11 @@ def plan(mode, nodes, pods_per_node=2):
                 "node_ip": node["ip"], "netns": pod_netns(name, i),
                 "veth": calico_veth(namespace, pname),
             })
-    cluster = {"mode": mode, "pods_per_node": pods_per_node, "nodes": node_list, "pods": pods}
+    cluster = {"mode": mode, "pods_per_node": pods_per_node, "nodes": node_list, "pods": pods, "ipv6": False}
     if mode == "flannel":           # Flannel's own addresses and veth names: tests/lab/flannel.py
         try:
             from flannel import reshape
         except ImportError:         # imported as lab.topology
             from .flannel import reshape
         cluster = reshape(cluster)
-    return cluster
+    return _ipv6.extend(cluster) if ipv6 else cluster
