@@ -1,7 +1,7 @@
 """Faults the lab can inject on purpose, each undoable; recorded in .lab/faults.json.
 
 kinds:
-  drop        drop one flow at a node, interface and direction (iptables in the node's netns:
+  drop        drop one flow at a node, interface and direction (iptables, ip6tables for IPv6 addresses, in the node's netns:
               mangle PREROUTING -i IFACE for `in`, mangle POSTROUTING -o IFACE for `out`, so
               tcpdump on IFACE still sees an ingress packet and never sees an egress one). On
               the underlay interface of an ipip/vxlan node the encapsulated packets are matched
@@ -30,6 +30,7 @@ import whyfaults
 
 KINDS = ("drop", "mtu", "sshd-down", "freeze", "ipipd-down") + whyfaults.KINDS
 PROTOS = {"tcp": 6, "udp": 17, "icmp": 1}
+PROTOS6 = {"tcp": 6, "udp": 17, "icmp": 58}
 
 
 def _load():
@@ -44,8 +45,8 @@ def _save(faults):
     cluster.save_json(cluster.FAULTS, faults)
 
 
-def _iptables(netns, args, check=True):
-    argv = ["ip", "netns", "exec", netns, "iptables", "-w"] + args
+def _iptables(netns, args, check=True, v6=False):
+    argv = ["ip", "netns", "exec", netns, "ip6tables" if v6 else "iptables", "-w"] + args
     r = subprocess.run(argv, capture_output=True, text=True)
     if check and r.returncode != 0:
         raise RuntimeError("%s: %s" % (" ".join(argv), r.stderr.strip()))
@@ -73,8 +74,29 @@ def _u32(base, src, dst, proto, port):
     return ["&&".join(tests + ["%d>>16=%d" % (base + 20, port)]), "&&".join(tests + ["%d&0xFFFF=%d" % (base + 20, port)])]
 
 
+def _u32_v6(base, src, dst, proto, port):
+    """xt_u32 tests on an inner IPv6 header at byte `base` (no extension headers): the addresses
+    word by word (src at base+8, dst at base+24), next header at base+6, ports at base+40."""
+    tests = []
+    for at, ip in ((base + 8, src), (base + 24, dst)):
+        if ip:
+            raw = ipaddress.ip_address(ip).packed
+            tests += ["%d=0x%s" % (at + 4 * i, raw[4 * i:4 * i + 4].hex()) for i in range(4)]
+    if proto:
+        tests.append("%d>>8&0xFF=%d" % (base + 4, PROTOS6[proto]))
+    if port is None:
+        return ["&&".join(tests) or "0>>32=0"]
+    return ["&&".join(tests + ["%d>>16=%d" % (base + 40, port)]), "&&".join(tests + ["%d&0xFFFF=%d" % (base + 40, port)])]
+
+
+def is_v6(*ips):
+    """True when the flow's addresses are IPv6: the rules then go into ip6tables."""
+    return any(ip and ipaddress.ip_address(ip).version == 6 for ip in ips)
+
+
 def drop_rules(mode, iface, direction, src, dst, proto, port, every=None):
-    """iptables argument lists (without -A/-D) that drop the flow at iface/direction.
+    """iptables (ip6tables for an IPv6 flow) argument lists (without -A/-D) that drop the flow at
+    iface/direction.
 
     ``every``: drop only the Nth, 2Nth, ... packet each rule matches (the statistic match comes
     last, so its counter only counts the packets the rule's other matches let through).
@@ -85,22 +107,27 @@ def drop_rules(mode, iface, direction, src, dst, proto, port, every=None):
         where = ["-t", "mangle", "POSTROUTING", "-o", iface]
     rules = []
     plain = []
+    v6 = is_v6(src, dst)
     if src:
         plain += ["-s", src]
     if dst:
         plain += ["-d", dst]
     if proto:
-        plain += ["-p", proto]
+        plain += ["-p", "ipv6-icmp" if v6 and proto == "icmp" else proto]
     if port is not None:
         if proto not in ("tcp", "udp"):
             raise ValueError("--port needs --proto tcp or udp")
         plain += ["-m", "multiport", "--ports", str(port)]
     rules.append(where + plain)
-    underlay = not (iface.startswith(("cali", "veth")) or iface in ("tunl0", "vxlan.calico", "flannel.1", "cni0", "lo"))
-    if underlay and mode == "ipip":
+    underlay = not (iface.startswith(("cali", "veth"))
+                    or iface in ("tunl0", "vxlan.calico", "vxlan-v6.calico", "flannel.1", "cni0", "lo"))
+    if underlay and mode == "ipip" and not v6:           # IPv6 pods are routed natively beside IPIP
         for expr in _u32(20, src, dst, proto, port):
             rules.append(where + ["-p", "4", "-m", "u32", "--u32", expr])
-    if underlay and mode in ("vxlan", "flannel"):
+    if underlay and mode == "vxlan" and v6:              # vxlan-v6.calico: outer IPv6 40 + UDP 8 + VXLAN 8 + Ethernet 14
+        for expr in _u32_v6(70, src, dst, proto, port):
+            rules.append(where + ["-p", "udp", "--dport", "4789", "-m", "u32", "--u32", expr])
+    if underlay and mode in ("vxlan", "flannel") and not v6:
         for expr in _u32(50, src, dst, proto, port):
             rules.append(where + ["-p", "udp", "--dport", "8472" if mode == "flannel" else "4789", "-m", "u32", "--u32", expr])
     if every:
@@ -160,7 +187,7 @@ def _apply(state, node, f, undo=False):
     if kind == "drop":
         for rule in drop_rules(state["mode"], f["iface"], f["dir"], f.get("src"), f.get("dst"), f.get("proto"), f.get("port"),
                                f.get("every")):
-            _iptables(node["netns"], _rule_args(rule, "-D" if undo else "-A", tag), check=not undo)
+            _iptables(node["netns"], _rule_args(rule, "-D" if undo else "-A", tag), check=not undo, v6=is_v6(f.get("src"), f.get("dst")))
     elif kind == "mtu":
         subprocess.run(["ip", "-n", node["netns"], "link", "set", f["iface"], "mtu", str(f["old_mtu"] if undo else f["mtu"])], check=True)
         for chain in ("OUTPUT", "FORWARD"):
