@@ -15,6 +15,7 @@
   lab.py fault add calico-deny|reject --node N --src IP --dst IP --port P   (tests/lab/whyfaults.py)
   lab.py fault add pod-route-gone --node N --dst IP | rp-filter --node N --src IP --dst IP --iface TUNNEL
   lab.py fault del ID | fault list [--json] | fault clear
+  lab.py services up|down|list         kube-proxy-shaped Services on every node (tests/lab/kubeproxy.py)
 
 Every command holds an exclusive flock on /run/hoptrace-lab.lock. Needs root.
 """
@@ -30,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cluster  # noqa: E402
 import faults  # noqa: E402
+import kubeproxy  # noqa: E402
 
 LOCK = "/run/hoptrace-lab.lock"
 
@@ -98,6 +100,8 @@ def parser():
     ls = fsub.add_parser("list")
     ls.add_argument("--json", action="store_true")
     fsub.add_parser("clear")
+    p = sub.add_parser("services")
+    p.add_argument("action", choices=("up", "down", "list"))
     return ap
 
 
@@ -134,6 +138,16 @@ def main(argv=None):
                     print(json.dumps(st, indent=1))
                 else:
                     print_status(st)
+            elif args.cmd == "services":
+                state = cluster.load_state()
+                if not state:
+                    raise RuntimeError("the lab is down")
+                for n in state["nodes"]:
+                    if args.action == "up":
+                        kubeproxy.install(n["netns"])
+                    elif args.action == "down":
+                        kubeproxy.remove(n["netns"])
+                print(json.dumps(kubeproxy.services(), indent=1))
             elif args.fcmd == "add":
                 f = faults.add(args.kind, args.node, iface=args.iface, direction=args.dir, src=args.src, dst=args.dst,
                                proto=args.proto, port=args.port, mtu=args.mtu, every=args.every)

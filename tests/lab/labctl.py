@@ -164,6 +164,15 @@ def fault_add(kind, node, iface=None, direction=None, src=None, dst=None, proto=
     return json.loads(lab(*args))
 
 
+def services_up():
+    """kube-proxy-shaped Services on every node (tests/lab/kubeproxy.py); returns their list."""
+    return json.loads(lab("services", "up"))
+
+
+def services_down():
+    return json.loads(lab("services", "down"))
+
+
 def fault_del(fid):
     return json.loads(lab("fault", "del", fid))
 
