@@ -8,6 +8,8 @@ from __future__ import annotations
 from ansible.errors import AnsibleError, AnsibleFilterError
 
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.plan import build_plan
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.services import backend_flow, merge_candidates, public, rewrite_plan
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.validation import validate_flow
 
 DOCUMENTATION = r"""
 name: trace_plan
@@ -63,6 +65,14 @@ options:
         devices into the plan.
     type: list
     elements: str
+  service:
+    description:
+      - The Service P(hoptrace.k8s.trace_path#filter) found behind O(dst) in the entry node's kube-proxy
+        rules (its C(service)). With a backend, the hops are planned to the backend's address and port,
+        and the source pod's veth capture keeps the Service address (C(nat) on that capture; the
+        analysis matches its packets with the backend's). The plan gets C(service), what the report keeps.
+    type: dict
+    version_added: 0.2.0
 notes:
   - The plan shape is documented in the collection's C(docs/internals.md).
 """
@@ -92,7 +102,7 @@ _value:
 """
 
 
-def trace_plan(nodes, src=None, dst=None, proto=None, port=None, flow=None, node_ips=None, deferred=None):
+def trace_plan(nodes, src=None, dst=None, proto=None, port=None, flow=None, node_ips=None, deferred=None, service=None):
     """Jinja2 entry point; errors become AnsibleFilterError."""
     if flow is not None:
         if not isinstance(flow, dict):
@@ -104,7 +114,21 @@ def trace_plan(nodes, src=None, dst=None, proto=None, port=None, flow=None, node
     if not src or not dst:
         raise AnsibleFilterError("trace_plan: give src and dst (pod IPs), e.g. trace_plan(src='172.17.25.79', dst='172.17.25.239', port=443)")
     try:
-        return build_plan(nodes, src, dst, proto or "tcp", port, node_ips=node_ips, deferred=deferred or ())
+        if service and service.get("endpoints"):
+            # the hops after the source node's DNAT go to the backend; the source veth sees the Service
+            # address. Several endpoints: one plan per candidate, the analysis picks the one the packets took
+            given = {"src": src, "dst": dst, "proto": proto or "tcp", "port": port}
+            plans = []
+            for endpoint in service["endpoints"]:
+                after = backend_flow(given, service, endpoint)
+                plan = build_plan(nodes, src, after["dst"], after["proto"], after["port"], node_ips=node_ips,
+                                  deferred=deferred or ())
+                plans.append(rewrite_plan(plan, service, validate_flow(src, dst, proto or "tcp", port), endpoint))
+            return plans[0] if len(plans) == 1 else merge_candidates(plans, service)
+        plan = build_plan(nodes, src, dst, proto or "tcp", port, node_ips=node_ips, deferred=deferred or ())
+        if service:
+            plan["service"] = public(service, plan)
+        return plan
     except ValueError as exc:
         raise AnsibleFilterError("trace_plan: %s" % exc) from None
     except AnsibleError as exc:

@@ -51,6 +51,14 @@ options:
     elements: str
     default: []
     version_added: 0.2.0
+  services_for:
+    description:
+      - An address the trace goes to. When it is not a pod address of this node's routes (no workload,
+        local or remote pod block holds it), kube-proxy's rules are read too (C(iptables-save), else
+        C(iptables-nft-save) or C(iptables-legacy-save)) and returned as RV(service_rules), so that the
+        controller finds the Service behind it. A pod address costs nothing more.
+    type: str
+    version_added: 0.2.0
 notes:
   - Needs C(ip) (iproute2) on the node; C(bridge) (iproute2) is used for VXLAN peers and the ports
     of pod bridges when present.
@@ -177,6 +185,14 @@ node_ips:
   type: list
   elements: str
   sample: [10.240.0.9]
+service_rules:
+  description:
+    - kube-proxy's rules when O(services_for) is not a pod address, null otherwise or when no
+      iptables-save shows a C(KUBE-SERVICES) chain. C(source) names the tool, C(text) holds the
+      table headers, the C(KUBE-*) chains and the jumps into them as iptables-save prints them.
+  returned: always
+  type: dict
+  sample: {source: iptables-save, text: "*nat\n:KUBE-SERVICES - [0:0]\n..."}
 route_get:
   description: The route decision for O(ip), null when O(ip) is not given.
   returned: always
@@ -190,6 +206,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _netinfo as ni
+from ansible_collections.hoptrace.k8s.plugins.module_utils import _service_rules as sr
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _validate as v
 
 LC_ENV = {'LC_ALL': 'C', 'LANG': 'C'}
@@ -197,7 +214,8 @@ LC_ENV = {'LC_ALL': 'C', 'LANG': 'C'}
 
 def argspec():
     # prebuild is used by the action plugin on the controller and never reaches the node
-    return dict(ip=dict(type='str'), prebuild=dict(type='list', elements='str', default=[]))
+    return dict(ip=dict(type='str'), prebuild=dict(type='list', elements='str', default=[]),
+                services_for=dict(type='str'))
 
 
 class IpRunner(object):
@@ -271,7 +289,19 @@ def read_route_gets(runner, addresses):
     return dict((a, read_route_get(runner, a)) for a in addresses)
 
 
-def collect(runner, ip=None):
+def read_service_rules(module):
+    """kube-proxy's rules from the first iptables-save that shows them, or None."""
+    for tool in sr.SAVE_TOOLS:
+        binary = module.get_bin_path(tool)
+        if not binary:
+            continue
+        rc, out, dummy = module.run_command([binary], environ_update=LC_ENV)
+        if rc == 0 and sr.has_services(out):
+            return {'source': tool, 'text': sr.trim(out)}
+    return None
+
+
+def collect(runner, ip=None, services_for=None):
     routes = read_routes(runner, 'inet') + read_routes(runner, 'inet6')
     data, text = runner.run('ip', ['-d', 'link', 'show'])
     links = ni.links_from_json(data) if data is not None else ni.links_from_text(text)
@@ -305,19 +335,20 @@ def collect(runner, ip=None):
     result['peers'] = ni.peers(result['remote_blocks'], links, gets)
     result.update(routes=routes, links=links, addresses=addresses, source='json' if runner.json_ok else 'text',
                   route_get=read_route_get(runner, ip) if ip else None)
+    result['service_rules'] = read_service_rules(runner.module) if services_for and sr.needs_rules(result, services_for) else None
     return result
 
 
 def execute_module(module):
     node = socket.gethostname()
-    ip = module.params['ip']
-    if ip:
-        try:
-            ip = v.check_ip(ip, 'ip')
-        except ValueError as exc:
-            module.fail_json(msg=str(exc))
+    ip, services_for = module.params['ip'], module.params['services_for']
     try:
-        result = collect(IpRunner(module, node), ip)
+        ip = v.check_ip(ip, 'ip') if ip else None
+        services_for = v.check_ip(services_for, 'services_for') if services_for else None
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    try:
+        result = collect(IpRunner(module, node), ip, services_for)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         module.fail_json(msg='could not read the output of iproute2 on %s: %s; report it with the output of '
                              '`ip -j route show table all` and `ip -j -d link`' % (node, exc),

@@ -22,6 +22,7 @@ from collections import Counter
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import cause as why_
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import decode as dec
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import repeat as repeat_
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils import services as services_
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.pcapio import Capture, CaptureError
 
 SCHEMA_VERSION = 1
@@ -99,6 +100,9 @@ class Analysis(object):
         self.vxlan_ports = tuple(sorted(ports))
         self.hops = sorted(self.plan.get("hops") or [], key=lambda h: (DIRECTIONS.index(h.get("direction", "request")), h.get("index", 0)))
         given = {c.get("key"): c for c in captures or [] if c.get("key")}
+        # captures that see a Service address instead of the backend's (plugin_utils/services.py)
+        self.nat = {c["key"]: (dec.ip_key(c["nat"]["address"]), int(c["nat"]["port"]))
+                    for c in self.plan.get("captures") or [] if c.get("key") and c.get("nat") and self.port is not None}
         self.caps = []
         self.cap_index = {}
         for hop in self.hops:
@@ -149,6 +153,11 @@ class Analysis(object):
         cs.format = cap.format
         bit = 1 << ci
         A, B, port, proto = self.src, self.dst, self.port, self.proto
+        # a capture before the source node's DNAT (a Service address): its packets carry the Service's
+        # address and port, matched as the backend's (DB:port) that the later hops see
+        nat = self.nat.get(cs.key)
+        if nat is not None:
+            B, NB, NP, DB = nat[0], nat[0], nat[1], self.dst
         seen0, seen1 = self.seen
         get0, get1 = seen0.get, seen1.get
         first = cs.first
@@ -210,6 +219,11 @@ class Analysis(object):
                         lay, b0 = d.inner_offset, t[0]
                         st = dec.TCP4 if b0 >> 4 == 4 else dec.TCP6
                         unpack, need = st.unpack_from, lay + st.size
+                if nat is not None:
+                    if t[5] == NB and t[7] == NP:
+                        t = t[:5] + (DB, t[6], port) + t[8:]
+                    elif t[4] == NB and t[6] == NP:
+                        t = t[:4] + (DB, t[5], port) + t[7:]
                 if proto == 6:
                     of = t[10]
                     plen = (t[1] - ((t[0] & 15) << 2) if t[0] < 0x60 else t[2]) - ((of >> 12) << 2)
@@ -655,6 +669,52 @@ def verdict(rows, caps, plan, refusal=None, repeat=None):
     return "; ".join(parts), healthy, notes
 
 
+def service_verdict(service, an):
+    """A Service without endpoints: kube-proxy's REJECT rule answers on the source node (plan ``service``)."""
+    head = "Service %s (%s:%s) has no endpoints" % (service.get("name") or service.get("port_name"), service["address"], service["port"])
+    node = service.get("dnat_on")
+    answered = [err for cs in an.caps if cs.node == node for (_h, _ts, err, about) in cs.icmp if about == 0 and err.type == 3]
+    rst = any(cs.flags[1][i] for cs in an.caps if cs.node == node for i in RST_BITS)
+    if answered or rst:
+        how = "ICMP port unreachable" if answered else "a TCP RST"
+        return "%s: kube-proxy's REJECT rule on %s answered (%s)" % (head, node, how)
+    if not any(cs.count[0] for cs in an.caps):
+        return "%s (kube-proxy's REJECT rule on %s); the request was not seen" % (head, node)
+    return "%s (kube-proxy's REJECT rule on %s); no answer was seen" % (head, node)
+
+
+def _candidate_score(plan, captures, vxlan_ports):
+    """How far the flow got on one candidate backend's hops: hops that saw it, past the source veth."""
+    an = Analysis(plan, captures, vxlan_ports)
+    an.scan_all()
+    rows = an.hop_rows()
+    return sum(1 for r in rows if r["packets"] and not (r["direction"] == "request" and r["index"] == 1)
+               and not (r["direction"] == "response" and r["role"] == "src-veth"))
+
+
+def _analyze_candidates(plan, captures, vxlan_ports, repeat):
+    """A Service with several endpoints: the candidate whose post-DNAT hops saw the flow is the backend
+    kube-proxy chose; the report is that candidate's."""
+    plans = []
+    for candidate in plan["candidates"]:
+        one = dict(plan)
+        one.pop("candidates")
+        one.update(candidate)
+        plans.append(one)
+    scores = [_candidate_score(one, captures, vxlan_ports) for one in plans]
+    best = max(range(len(plans)), key=lambda i: scores[i])
+    chosen = plans[best]
+    service = dict(chosen["service"])
+    others = ["%s:%s" % (p["service"]["backend"]["ip"], p["service"]["backend"]["port"]) for i, p in enumerate(plans) if i != best]
+    if scores[best] and scores.count(scores[best]) == 1:
+        service["chosen_by"] = "the captures: its hops saw the flow after the DNAT, those of %s did not" % ", ".join(others)
+    else:
+        service["chosen_by"] = "unknown: no capture after the DNAT saw the flow; %s could have been chosen as well" % ", ".join(others)
+    service["line"] = services_.describe(service)
+    chosen["service"] = service
+    return analyze(chosen, captures, vxlan_ports, repeat)
+
+
 def analyze(plan, captures, vxlan_ports=None, repeat=None):
     """Analyse the captures of one trace.
 
@@ -664,6 +724,8 @@ def analyze(plan, captures, vxlan_ports=None, repeat=None):
     ``repeat``: ``{count, max_loss, probes}`` of repeat mode (``repeat.analyse()``); count 1 or None: one probe.
     Returns the report dict (schema in the trace_analyze RETURN docs).
     """
+    if (plan or {}).get("candidates"):
+        return _analyze_candidates(plan, captures, vxlan_ports, repeat)
     an = Analysis(plan, captures, vxlan_ports)
     an.scan_all()
     an.forgive_late()
@@ -674,6 +736,9 @@ def analyze(plan, captures, vxlan_ports=None, repeat=None):
     text, healthy, notes = verdict(rows, an.caps, an.plan, why_.refusal(causes), repeated[0] if repeated else None)
     # what planning had to guess (a pod captured on its bridge, multipath, stale routes) comes first
     notes[:0] = [str(w) for w in an.plan.get("warnings") or [] if w]
+    service = an.plan.get("service")
+    if service and not service.get("backend"):
+        text, healthy = service_verdict(service, an), False
     directions = {}
     for d, name in enumerate(DIRECTIONS):
         path = [r for r in rows if r["direction"] == name]
@@ -731,6 +796,8 @@ def analyze(plan, captures, vxlan_ports=None, repeat=None):
         "captures": caps,
         "path": an.plan.get("path"),
     }
+    if service:
+        out["service"] = service
     if repeated:
         out["repeat"] = repeated[0]
     return out

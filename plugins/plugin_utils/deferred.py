@@ -59,7 +59,9 @@ def complete_plan(plan, armed, capture_id):
         keys.add(key)
         resolved[cap["key"]] = (key, interface)
         cap["key"] = key
-    for hop in plan.get("hops") or []:
+    # a Service with several endpoints keeps each candidate backend's hops too (plugin_utils/services.py)
+    hops = list(plan.get("hops") or []) + [h for c in plan.get("candidates") or [] for h in c.get("hops") or []]
+    for hop in hops:
         if hop.get("capture") in resolved:
             hop["capture"], hop["interface"] = resolved[hop["capture"]]
     return plan

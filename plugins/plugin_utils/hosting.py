@@ -20,6 +20,7 @@ from ansible_collections.hoptrace.k8s.plugins.module_utils._netinfo import ROUTI
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import AddressError, ip_address
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import same_ip as _same
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.plan import _route, bridge_of, link_kind, node_workloads
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.services import ServiceError, service_of
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.routes import DEAD_TYPES, RouteError, as_routes, route_egress, route_network
 
 # where a node's address may be written in an inventory, in the order they are tried (kubespray's
@@ -280,6 +281,29 @@ def _host_for(what, place, entry_name, addresses, resolve):
     return None, None
 
 
+def _add_host(result, place, entry_name, entry, entry_address):
+    host = place["host"]
+    if host is not None and host not in result["hosts"]:
+        result["hosts"].append(host)
+        ip = place["node_ip"]
+        if ip is None and host == entry_name:
+            ip = entry_address or next(iter(entry.get("node_ips") or []), None)
+        result["node_ips"][host] = ip
+
+
+def _endpoint_place(entry_name, entry, service, endpoint, addresses, resolve):
+    """Where a Service endpoint lives (a pod), as the entry node's routes say; the endpoint gets ``host``."""
+    place = locate(entry_name, entry, endpoint["ip"])
+    if place["how"] in ("external", "unrouted"):
+        raise PathError(
+            "Service %s (%s:%s) DNATs to %s:%s, which %s's routes do not place on a node (%s): the endpoint is "
+            "outside the pod network" % (service["service"], service["address"], service["port"], endpoint["ip"],
+                                         endpoint["port"], entry_name, place["evidence"]))
+    place["host"], place["found_by"] = _host_for("endpoint", place, entry_name, addresses, resolve)
+    endpoint["host"] = place["host"]
+    return place
+
+
 def trace_path(entry_name, entry, flow, addresses, resolve=None, entry_address=None):
     """The hosting nodes of ``flow``'s pods from the entry node's route_info result.
 
@@ -297,10 +321,26 @@ def trace_path(entry_name, entry, flow, addresses, resolve=None, entry_address=N
         entry["routes"] = as_routes(entry["routes"])
     except RouteError as exc:
         raise PathError("entry node %s: %s" % (entry_name, exc)) from None
-    result = {"entry": entry_name, "hosts": [], "node_ips": {}}
+    result = {"entry": entry_name, "hosts": [], "node_ips": {}, "service": None}
     for what in ("src", "dst"):
         place = locate(entry_name, entry, flow[what])
-        host, found_by = _host_for(what, place, entry_name, addresses, resolve)
+        if what == "dst" and place["how"] in ("external", "unrouted"):
+            # not a pod: a Service address when the entry node's kube-proxy rules name it; the hops after
+            # the source node's DNAT go to its backend (plugin_utils/services.py)
+            try:
+                service = service_of(entry_name, entry, flow)
+            except ServiceError as exc:
+                raise PathError(str(exc)) from None
+            result["service"] = service
+            if service and service["endpoints"]:
+                places = [_endpoint_place(entry_name, entry, service, e, addresses, resolve) for e in service["endpoints"]]
+                place = places[0]
+                for extra in places[1:]:
+                    _add_host(result, extra, entry_name, entry, entry_address)
+        if place.get("found_by"):
+            host, found_by = place["host"], place["found_by"]   # a Service endpoint, placed above
+        else:
+            host, found_by = _host_for(what, place, entry_name, addresses, resolve)
         if host is None and what == "src":
             raise PathError(
                 "src %s is not a pod the entry node %s knows: its route for it is %s (%s). Give the IP of "
@@ -309,12 +349,7 @@ def trace_path(entry_name, entry, flow, addresses, resolve=None, entry_address=N
             )
         place["host"], place["found_by"] = host, found_by
         result[what] = place
-        if host is not None and host not in result["hosts"]:
-            result["hosts"].append(host)
-            ip = place["node_ip"]
-            if ip is None and host == entry_name:
-                ip = entry_address or next(iter(entry.get("node_ips") or []), None)
-            result["node_ips"][host] = ip
+        _add_host(result, place, entry_name, entry, entry_address)
     # when the entry node holds a pod, its routes plan the whole trace: the other path node is
     # not read before its captures start (it resolves its own devices, plugin_utils/deferred.py);
     # an entry off the path tells where the pods are but not their veths, so both are read
@@ -339,7 +374,17 @@ def describe(path):
     lines = []
     for what in ("src", "dst"):
         place = path[what]
-        if place["host"] is None:
+        if what == "dst" and path.get("service"):
+            svc = path["service"]
+            if svc["backend"]:
+                ends = "backend %s:%s on %s (%s)" % (svc["backend"]["ip"], svc["backend"]["port"], place["host"], place["found_by"])
+            elif svc["endpoints"]:
+                ends = "endpoints %s" % ", ".join("%s:%s on %s" % (e["ip"], e["port"], e.get("host")) for e in svc["endpoints"])
+            else:
+                ends = "no endpoints"
+            lines.append("dst %s:%s: Service %s in %s's kube-proxy rules (%s), %s" % (
+                svc["address"], svc["port"], svc["service"], path["entry"], svc["mode"], ends))
+        elif place["host"] is None:
             lines.append("%s %s: outside the cluster (%s's route %s)" % (what, place["address"], path["entry"], place["evidence"]))
         else:
             lines.append("%s %s: on %s (%s)" % (what, place["address"], place["host"], place["found_by"]))

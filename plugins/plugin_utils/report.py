@@ -103,6 +103,8 @@ def render_table(report, width=80, color=False, run_dir=None):
     lines = [_clip(report_html.title(report), width)]
     for line in _path_lines(report):
         lines.extend(textwrap.wrap(line, width, subsequent_indent="  ", break_long_words=False))
+    if (report.get("service") or {}).get("line"):
+        lines.extend(textwrap.wrap("service: %s" % report["service"]["line"], width, subsequent_indent="  ", break_long_words=False))
     fmt = "%-8s %2s %-{n}s %-{i}s %{p}s %-{s}s %-{t}s %{d}s".format(n=w_node, i=w_if, p=w_pk, s=w_seen, t=w_st, d=w_dl)
     head = ("probes loss", "p50/p95 ms") if count else ("seen", "delay")
     lines.append(_paint((fmt % ("dir", "#", "node", "interface", "pkts", head[0], "status", head[1])).rstrip(), "dim", color))

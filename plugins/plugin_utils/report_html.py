@@ -419,6 +419,10 @@ def title(report):
     dst = run.get("dst") or "?"
     if run.get("port") and (run.get("proto") or "tcp") != "icmp":
         dst = "%s:%s" % (dst, run["port"])
+    service = report.get("service") or {}
+    if service.get("backend"):
+        # the hops go to the backend; the user asked for the Service
+        dst = "%s:%s -> %s" % (service["address"], service["port"], dst)
     nodes = report.get("src_node") or "?"
     if report.get("dst_node") and report.get("dst_node") != report.get("src_node"):
         nodes += " -> %s" % report["dst_node"]

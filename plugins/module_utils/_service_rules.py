@@ -1,0 +1,56 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private: kube-proxy's rules read on a node for a Service address (node side, stdlib only).
+
+``needs_rules(result, address)`` says whether ``address`` is not a pod address of the node's
+routes (a workload, a local or remote pod block), so that only a trace to a Service pays for the
+read; ``trim(text)`` keeps of one ``iptables-save`` output only what names Services: the table
+headers, kube-proxy's ``KUBE-*`` chains and the jumps into them. The controller parses the rest
+(plugins/plugin_utils/kubeproxy.py).
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type  # noqa: UP001 - ansible-test boilerplate
+
+import ipaddress
+
+# iptables-save binaries, the alternatives' choice first; kube-proxy may use either backend
+SAVE_TOOLS = ('iptables-save', 'iptables-nft-save', 'iptables-legacy-save')
+
+
+def _net(text):
+    try:
+        return ipaddress.ip_network(u'%s' % text, strict=False)
+    except ValueError:
+        return None
+
+
+def needs_rules(result, address):
+    """True when ``address`` is not a pod of this node's routes (workloads, local/remote blocks)."""
+    try:
+        target = ipaddress.ip_address(u'%s' % address)
+    except ValueError:
+        return False
+    for workload in result.get('workloads') or []:
+        if workload.get('ip') == str(target):
+            return False
+    blocks = list(result.get('local_blocks') or []) + [b.get('dst') for b in result.get('remote_blocks') or []]
+    for block in blocks:
+        net = _net(block)
+        if net is not None and net.version == target.version and target in net:
+            return False
+    return True
+
+
+def trim(text):
+    """The lines of an iptables-save output that kube-proxy wrote or that jump into its chains."""
+    kept = []
+    for line in (text or '').splitlines():
+        bare = line.split('] ', 1)[1] if line.startswith('[') and '] ' in line else line
+        if bare.startswith(('*', 'COMMIT', ':KUBE-', '-A KUBE-')) or (bare.startswith('-A ') and ' -j KUBE-' in bare):
+            kept.append(bare)
+    return '\n'.join(kept) + ('\n' if kept else '')
+
+
+def has_services(text):
+    return ':KUBE-SERVICES ' in (text or '')
