@@ -442,6 +442,17 @@ report:
       type: dict
       returned: when more than one probe was sent
       version_added: 0.2.0
+    service:
+      description:
+        - A trace to a Service address only - the Service kube-proxy's rules name (C(name), C(port_name),
+          C(kind), C(address), C(port), C(mode)), C(read_on) (the node whose rules were read), C(dnat_on) (the
+          source node, whose DNAT picks the backend), C(endpoints) (IP:PORT), C(masquerade), C(rejected) (the
+          REJECT rule when it has no endpoints), C(backend) (C(ip), C(port), C(node), C(pod)), C(chosen_by) (the
+          only endpoint, or the captures after the DNAT) and C(line), one sentence.
+        - C(run) is then the flow to the backend.
+      type: dict
+      returned: when dst is a Service address
+      version_added: 0.2.0
     captures:
       description: >-
         Per capture: C(key), C(node), C(interface), C(status), C(error), C(file), C(format), C(linktypes),

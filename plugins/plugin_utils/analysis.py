@@ -739,6 +739,12 @@ def analyze(plan, captures, vxlan_ports=None, repeat=None):
     service = an.plan.get("service")
     if service and not service.get("backend"):
         text, healthy = service_verdict(service, an), False
+    elif service and not healthy:
+        # the DNAT happened (the hops after it carry the backend's address): say to which backend
+        backend = service["backend"]
+        text = "%s:%s was DNATed by kube-proxy on %s to %s:%s%s; %s" % (
+            service["address"], service["port"], service.get("dnat_on"), backend["ip"], backend["port"],
+            " on %s" % backend["node"] if backend.get("node") else "", text)
     directions = {}
     for d, name in enumerate(DIRECTIONS):
         path = [r for r in rows if r["direction"] == name]

@@ -137,7 +137,7 @@ def _name_of(comment):
 def _endpoint(rules):
     for rule in rules:
         if rule["target"] == "DNAT" and rule["to"]:
-            host, _, port = rule["to"].rpartition(":")
+            host, _sep, port = rule["to"].rpartition(":")
             host = host.strip("[]")
             return host, int(port) if port.isdigit() else None
     return None, None

@@ -154,6 +154,9 @@ def render_markdown(report):
     if path_lines:
         out.extend("- %s" % line.strip() for line in path_lines)
         out.append("")
+    if (report.get("service") or {}).get("line"):
+        out.append("**Service:** %s" % report["service"]["line"])
+        out.append("")
     out.append("healthy: %s, complete: %s, uncertain: %s" % (
         str(bool(report.get("healthy"))).lower(), str(bool(report.get("complete"))).lower(), str(bool(report.get("uncertain"))).lower()))
     out.append("")

@@ -1,0 +1,118 @@
+"""Traces to Kubernetes Services on the lab: kube-proxy-shaped nat rules (tests/lab/kubeproxy.py) on
+every node, real kernel DNAT/un-DNAT and REJECT, the real playbook over SSH.
+
+One lab shape (ipip, 2 nodes) with the lab's Services for the whole module; five traces.
+"""
+import json
+import os
+
+import pytest
+from test_trace import SRC, SRC_VETH, hop_rows, node_leftovers, trace
+
+from lab import labctl
+
+pytest_plugins = ["lab.fixtures"]
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+
+SEED_SVC = "10.96.10.20"          # openshift-ingress/router-internal-default:https -> 172.17.25.239:443 (node-b)
+WEB_SVC = "10.96.10.30"           # default/web:https -> 172.17.25.66:443 (node-a), 172.17.25.193:443 (node-b)
+EMPTY_SVC = "10.96.10.40"         # default/empty:https, no endpoints
+B_VETH, B2_VETH, A2_VETH = "calic25e805a467", "cali77a38a64072", "cali2a1ec19d610"
+REMOTE = [("node-a", SRC_VETH), ("node-a", "tunl0"), ("node-a", "eth0"), ("node-b", "eth0"), ("node-b", "tunl0")]
+
+
+def _keep(report, name):
+    """HOPTRACE_KEEP_REPORTS=DIR: write the report there (the unit tests' fixtures come from these runs)."""
+    where = os.environ.get("HOPTRACE_KEEP_REPORTS")
+    if where:
+        with open(os.path.join(where, name), "w") as handle:
+            json.dump(report, handle, indent=1, sort_keys=True)
+
+
+def remote_rows(dst_veth, status="seen"):
+    path = REMOTE + [("node-b", dst_veth)]
+    rows = [("request", i + 1, n, iface, status) for i, (n, iface) in enumerate(path)]
+    return rows + [("response", i + 1, n, iface, status) for i, (n, iface) in enumerate(path[::-1])]
+
+
+def args(dst, port=443):
+    return ["-e", "src=%s" % SRC, "-e", "dst=%s" % dst, "-e", "dport=%d" % port]
+
+
+@pytest.fixture(scope="module")
+def services(lab_factory):
+    lab_factory("ipip", 2)
+    listed = labctl.services_up()
+    yield listed
+    labctl.fault_clear()
+    labctl.services_down()
+
+
+def test_clusterip_with_a_remote_backend_is_healthy_and_names_it(services, tmp_path):
+    rc, out, report = trace(tmp_path, *args(SEED_SVC))
+    assert rc == 0, out[-3000:]
+    assert hop_rows(report) == remote_rows(B_VETH)
+    assert report["verdict"] == "every hop saw the request and the response"
+    svc = report["service"]
+    assert svc["line"] == ("Service 10.96.10.20:443 (openshift-ingress/router-internal-default) -> backend "
+                           "172.17.25.239:443 (on node-b), chosen by kube-proxy's DNAT on node-a")
+    assert svc["backend"] == {"ip": "172.17.25.239", "port": 443, "node": "node-b", "pod": None}
+    assert (svc["endpoints"], svc["kind"], svc["mode"], svc["chosen_by"]) == (
+        ["172.17.25.239:443"], "clusterip", "iptables", "the Service's only endpoint")
+    # the run is the backend's; the source veth saw the Service address (the title says both)
+    assert report["run"]["dst"] == "172.17.25.239"
+    title = "hoptrace: tcp 172.17.25.79 -> 10.96.10.20:443 -> 172.17.25.239:443 (ipip, node-a -> node-b)"
+    assert title[:79] in out
+    _keep(report, "lab-service-clusterip.json")
+    md = next(tmp_path.glob("*/report.md")).read_text()
+    assert md.startswith("# " + title.replace("hoptrace:", "hoptrace trace:"))
+    assert "Service 10.96.10.20:443 (openshift-ingress/router-internal-default) -> backend" in md
+    # the callback's service line (wrapped at 80 columns)
+    assert "service: " + svc["line"] in " ".join(out.split())
+    for hop in report["hops"]:
+        assert ("SYN" if hop["direction"] == "request" else "SYN+ACK") in hop["summary"], hop
+    assert node_leftovers() == {}
+
+
+def test_two_endpoints_the_captures_tell_the_chosen_backend(services, tmp_path):
+    rc, out, report = trace(tmp_path, *args(WEB_SVC))
+    assert rc == 0, out[-3000:]
+    backend = report["service"]["backend"]
+    other = {"172.17.25.66": "172.17.25.193:443", "172.17.25.193": "172.17.25.66:443"}[backend["ip"]]
+    if backend["ip"] == "172.17.25.66":       # node-a's own pod: veth to veth after the DNAT
+        assert backend["node"] == "node-a"
+        assert hop_rows(report) == [("request", 1, "node-a", SRC_VETH, "seen"), ("request", 2, "node-a", A2_VETH, "seen"),
+                                    ("response", 1, "node-a", A2_VETH, "seen"), ("response", 2, "node-a", SRC_VETH, "seen")]
+    else:
+        assert backend["node"] == "node-b"
+        assert hop_rows(report) == remote_rows(B2_VETH)
+    assert report["service"]["chosen_by"] == ("the captures: its hops saw the flow after the DNAT, those of %s did not" % other)
+    assert report["service"]["endpoints"] == ["172.17.25.66:443", "172.17.25.193:443"]
+    _keep(report, "lab-service-two-endpoints.json")
+    assert report["healthy"] is True
+
+
+def test_service_without_endpoints_is_kube_proxys_reject(services, tmp_path):
+    rc, out, report = trace(tmp_path, *args(EMPTY_SVC))
+    assert rc == 2, out[-3000:]
+    verdict = ("Service default/empty (10.96.10.40:443) has no endpoints: kube-proxy's REJECT rule on node-a "
+               "answered (ICMP port unreachable)")
+    assert report["verdict"] == verdict
+    assert report["healthy"] is False
+    _keep(report, "lab-service-no-endpoints.json")
+    assert report["service"]["backend"] is None and report["service"]["endpoints"] == []
+    assert "default/empty:https has no endpoints" in report["service"]["rejected"]
+    assert "node-a's iptables filter KUBE-SERVICES rule 1 sent it" in report["why"]
+    assert hop_rows(report)[0] == ("request", 1, "node-a", SRC_VETH, "seen")
+
+
+def test_dnat_done_but_backend_unreachable_says_where_it_stopped(services, tmp_path):
+    labctl.fault_add("drop", node="node-b", iface="tunl0", direction="in", src=SRC, dst="172.17.25.239", proto="tcp", port=443)
+    try:
+        rc, out, report = trace(tmp_path, *args(SEED_SVC))
+    finally:
+        labctl.fault_clear()
+    assert rc == 2, out[-3000:]
+    assert report["verdict"].startswith(
+        "10.96.10.20:443 was DNATed by kube-proxy on node-a to 172.17.25.239:443 on node-b; request reached node-b tunl0 "
+        "and was not seen on node-b calic25e805a467"), report["verdict"]
