@@ -134,7 +134,9 @@ def _entry_result(registered, entry):
     return entry, registered
 
 
-def _trace_path(registered, flow=None, hostvars=None, hosts=None, entry=None, group=None):
+def path_from_registration(registered, flow=None, hostvars=None, hosts=None, entry=None, group=None,
+                           resolve=resolve_names):
+    """The filter's result; ``resolve`` (names -> addresses) is the action plugin's way to say "no DNS"."""
     if not isinstance(flow, dict) or not flow.get("src") or not flow.get("dst"):
         raise AnsibleFilterError("trace_path: flow must be the validated flow (src, dst, proto, port)")
     entry, result = _entry_result(registered, entry)
@@ -151,13 +153,17 @@ def _trace_path(registered, flow=None, hostvars=None, hosts=None, entry=None, gr
             continue
         host_vars[host] = {var: values.get(var) for var in ADDRESS_VARS}
     try:
-        path = trace_path(entry, result, flow, inventory_addresses(host_vars), resolve_names,
+        path = trace_path(entry, result, flow, inventory_addresses(host_vars), resolve,
                           entry_address=(host_vars.get(entry) or {}).get("ansible_host"))
     except ValueError as exc:  # PathError, and AddressError from a malformed inventory address
         raise AnsibleFilterError("trace_path: %s" % exc) from None
     path["entry_result"] = result
     path["summary"] = summary(path, group)
     return path
+
+
+def _trace_path(registered, flow=None, hostvars=None, hosts=None, entry=None, group=None):
+    return path_from_registration(registered, flow=flow, hostvars=hostvars, hosts=hosts, entry=entry, group=group)
 
 
 class FilterModule(object):

@@ -51,6 +51,18 @@ options:
     elements: str
     default: []
     version_added: 0.2.0
+  connect_ahead:
+    description:
+      - Controller side only, used by the trace role's path step. C(flow) (the validated flow) and
+        C(hosts) (the hosts that may hold the pods). Once the node has answered, the action plugin
+        finds the path nodes from this result (as the C(hoptrace.k8s.trace_path) filter does) and
+        opens the ssh connections to the other path nodes in the background (C(ssh ... true) with
+        Ansible's own ControlMaster command line for each host), so that the next task that
+        contacts them finds the connection open.
+      - Best effort; hosts with another connection plugin, a password, or no ControlPersist are
+        left alone. Nothing runs on those nodes but C(true).
+    type: dict
+    version_added: 0.2.0
   services_for:
     description:
       - An address the trace goes to. When it is not a pod address of this node's routes (no workload,
@@ -215,7 +227,7 @@ LC_ENV = {'LC_ALL': 'C', 'LANG': 'C'}
 def argspec():
     # prebuild is used by the action plugin on the controller and never reaches the node
     return dict(ip=dict(type='str'), prebuild=dict(type='list', elements='str', default=[]),
-                services_for=dict(type='str'))
+                services_for=dict(type='str'), connect_ahead=dict(type='dict'))
 
 
 class IpRunner(object):
