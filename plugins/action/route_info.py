@@ -6,24 +6,25 @@ module is built (plugin_utils/early_connect.py), and the payloads of the modules
 ``prebuild`` are built while the node runs it (plugin_utils/prebuild.py).
 
 With ``connect_ahead`` (controller only: ``flow``, the validated flow, and ``hosts``, the
-candidate hosts), the path is found from the result at once (the ``trace_path`` filter's own
-code) and the ssh connections to the other path nodes are opened in the background
-(plugin_utils/connect_ahead.py), while the controller goes on to plan."""
+candidate hosts), the candidates' address variables are read while the node answers, the path is
+found from the result at once (plugin_utils/path_step.py, the ``trace_path`` filter's own code,
+which then reuses it from the result's ``hoptrace_path``) and the ssh connections to the other path
+nodes are opened in the background (plugin_utils/connect_ahead.py) while the controller plans."""
 
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.hoptrace.k8s.plugins.filter.trace_path import path_from_registration
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import connect_ahead
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.overlap import OverlapMixin
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.path_step import (
+    FOUND_KEY,
+    address_vars,
+    find_path,
+    no_lookup,
+)
 
 MODULE = "hoptrace.k8s.route_info"
-
-
-def _no_lookup(names):
-    """No DNS here: a path that needs it is found by the path step's filter, without a connection ahead."""
-    return {}
 
 
 class ActionModule(OverlapMixin, ActionBase):
@@ -33,19 +34,24 @@ class ActionModule(OverlapMixin, ActionBase):
         result = super().run(tmp, task_vars)
         args = dict(self._task.args)
         ahead = args.pop("connect_ahead", None)
-        result.update(self._execute_overlapped(MODULE, args, task_vars, connect_early=True))
-        if ahead and "routes" in result and not result.get("failed"):
-            self._connect_ahead(ahead, result, task_vars)
-        return result
-
-    def _connect_ahead(self, ahead, result, task_vars):
         entry = self._task.delegate_to or task_vars.get("inventory_hostname")
         hostvars = task_vars.get("hostvars")
+        meanwhile = None
+        if isinstance(ahead, dict) and hostvars is not None:
+            def meanwhile():
+                return address_vars(hostvars, ahead.get("hosts"), entry)
+        result.update(self._execute_overlapped(MODULE, args, task_vars, connect_early=True, meanwhile=meanwhile))
+        host_vars = self._meanwhile_result
+        if host_vars is not None and "routes" in result and not result.get("failed"):
+            self._find_path_and_connect(ahead["flow"], entry, result, host_vars, hostvars)
+        return result
+
+    def _find_path_and_connect(self, flow, entry, result, host_vars, hostvars):
         try:
-            path = path_from_registration(result, flow=ahead.get("flow"), hostvars=hostvars,
-                                          hosts=ahead.get("hosts"), entry=entry, resolve=_no_lookup)
-        except Exception:  # noqa: BLE001 - the path step's own filter reports what is wrong
+            path = find_path(entry, result, flow, host_vars, resolve=no_lookup)   # DNS: left to the filter
+        except Exception:  # noqa: BLE001 - the path step's filter finds it again and says what is wrong
             return
+        result[FOUND_KEY] = {"entry": entry, "flow": flow, "path": path}
         others = [host for host in path["hosts"] if host != entry]
         if others:
             connect_ahead.start(self._task, self._play_context, self._templar, hostvars, others)

@@ -5,17 +5,14 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.hoptrace.k8s.plugins.plugin_utils.hosting import (
-    ADDRESS_VARS,
-    inventory_addresses,
-    summary,
-    trace_path,
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.hosting import summary
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.path_step import (
+    FOUND_KEY,
+    address_vars,
+    find_path,
+    found_earlier,
 )
 
 DOCUMENTATION = r"""
@@ -88,31 +85,6 @@ _value:
   type: dict
 """
 
-_RESOLVE_BUDGET = 3.0
-
-
-def resolve_names(names, budget=_RESOLVE_BUDGET):
-    """``{name: [addresses]}`` for the names that resolve within ``budget`` seconds in all."""
-    found = {}
-    lock = threading.Lock()
-
-    def one(name):
-        try:
-            infos = socket.getaddrinfo(name, None)
-        except (OSError, UnicodeError):
-            return
-        with lock:
-            found[name] = sorted({info[4][0] for info in infos})
-
-    threads = [threading.Thread(target=one, args=(name,), daemon=True) for name in names[:256]]
-    for thread in threads:
-        thread.start()
-    end = time.monotonic() + budget
-    for thread in threads:
-        thread.join(max(0.0, end - time.monotonic()))
-    with lock:
-        return dict(found)
-
 
 def _entry_result(registered, entry):
     """(entry host, route_info result) from a single registration or a loop's."""
@@ -134,36 +106,22 @@ def _entry_result(registered, entry):
     return entry, registered
 
 
-def path_from_registration(registered, flow=None, hostvars=None, hosts=None, entry=None, group=None,
-                           resolve=resolve_names):
-    """The filter's result; ``resolve`` (names -> addresses) is the action plugin's way to say "no DNS"."""
+def _trace_path(registered, flow=None, hostvars=None, hosts=None, entry=None, group=None):
     if not isinstance(flow, dict) or not flow.get("src") or not flow.get("dst"):
         raise AnsibleFilterError("trace_path: flow must be the validated flow (src, dst, proto, port)")
     entry, result = _entry_result(registered, entry)
     if not entry:
         raise AnsibleFilterError("trace_path: name the entry host (entry=HOST)")
-    candidates = list(hosts or [])
-    if entry not in candidates:
-        candidates.append(entry)
-    host_vars = {}
-    for host in candidates:
+    path = found_earlier(result, flow, entry)
+    if path is None:
         try:
-            values = hostvars[host]
-        except KeyError:
-            continue
-        host_vars[host] = {var: values.get(var) for var in ADDRESS_VARS}
-    try:
-        path = trace_path(entry, result, flow, inventory_addresses(host_vars), resolve,
-                          entry_address=(host_vars.get(entry) or {}).get("ansible_host"))
-    except ValueError as exc:  # PathError, and AddressError from a malformed inventory address
-        raise AnsibleFilterError("trace_path: %s" % exc) from None
-    path["entry_result"] = result
+            path = find_path(entry, result, flow, address_vars(hostvars, hosts, entry))
+        except ValueError as exc:  # PathError, and AddressError from a malformed inventory address
+            raise AnsibleFilterError("trace_path: %s" % exc) from None
+    path = dict(path)
+    path["entry_result"] = {k: v for k, v in result.items() if k != FOUND_KEY}
     path["summary"] = summary(path, group)
     return path
-
-
-def _trace_path(registered, flow=None, hostvars=None, hosts=None, entry=None, group=None):
-    return path_from_registration(registered, flow=flow, hostvars=hostvars, hosts=hosts, entry=entry, group=group)
 
 
 class FilterModule(object):

@@ -106,6 +106,13 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+hoptrace_path:
+  description:
+    - Only with O(connect_ahead), when the path could be found from this result without DNS. The
+      C(entry), the C(flow) and the C(path) as the C(hoptrace.k8s.trace_path) filter returns it (without
+      C(entry_result) and C(summary)); that filter reuses it for the same entry and flow.
+  returned: with connect_ahead
+  type: dict
 hostname:
   description: The node's host name.
   returned: always
