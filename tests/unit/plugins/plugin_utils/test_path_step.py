@@ -2,6 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """path_step: what the route_info action finds early is reused by the filter only for the same flow and entry."""
 
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.hosting import ADDRESS_VARS
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.path_step import (
     FOUND_KEY,
     address_vars,
@@ -16,10 +17,11 @@ def test_address_vars_reads_only_the_address_variables_of_known_hosts_and_the_en
     hostvars = {"node-a": {"ansible_host": "10.240.128.12", "ansible_user": "root"},
                 "node-b": {"ip": "10.240.0.9", "access_ip": "192.0.2.9"},
                 "entry": {"ansible_host": "10.240.1.3"}}
+    none = dict.fromkeys(ADDRESS_VARS)
     assert address_vars(hostvars, ["node-a", "node-b", "gone"], "entry") == {
-        "node-a": {"ansible_host": "10.240.128.12", "ip": None, "access_ip": None},
-        "node-b": {"ansible_host": None, "ip": "10.240.0.9", "access_ip": "192.0.2.9"},
-        "entry": {"ansible_host": "10.240.1.3", "ip": None, "access_ip": None},
+        "node-a": dict(none, ansible_host="10.240.128.12"),
+        "node-b": dict(none, ip="10.240.0.9", access_ip="192.0.2.9"),
+        "entry": dict(none, ansible_host="10.240.1.3"),
     }
 
 
