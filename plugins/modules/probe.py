@@ -17,6 +17,7 @@ description:
     namespace where O(src) can be bound; then, from a forked child that entered it with
     C(setns()), opens a TCP connection to O(dst):O(port), sends one UDP datagram, or sends an
     ICMP echo request (raw socket).
+  - O(src) and O(dst) are both IPv4 or both IPv6; for IPv6, O(proto=icmp) sends an ICMPv6 echo request.
   - Reports the time taken or the exact failure - V(refused), V(timeout), V(unreachable),
     V(no route), V(prohibited), V(reset).
   - Needs no tool inside the pod.
