@@ -60,7 +60,8 @@ def print_status(st):
     print()
     print("%-18s %-42s %-15s %-9s %-16s %s" % ("NAMESPACE", "POD", "IP", "NODE", "VETH", "NETNS"))
     for p in st["pods"]:
-        print("%-18s %-42s %-15s %-9s %-16s %s" % (p["namespace"], p["name"], p["ip"], p["node"], p["veth"], p["netns"]))
+        ip = p["ip"] + (" " + p["ip6"] if p.get("ip6") else "")      # a dual-stack pod: both addresses
+        print("%-18s %-42s %-15s %-9s %-16s %s" % (p["namespace"], p["name"], ip, p["node"], p["veth"], p["netns"]))
     for f in st["faults"]:
         print("fault %s" % json.dumps(f, sort_keys=True))
     print("\ninventory: %s\npods:      %s" % (st["inventory"], st["pods_json"]))
