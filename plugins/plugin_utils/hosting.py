@@ -143,7 +143,8 @@ def locate(entry_name, entry, address):
     ``local`` (a workload route, or a pod behind the entry node's pod bridge such as Flannel's
     ``cni0``; ``host`` is the entry), ``blackhole`` (the
     address is in one of the entry node's own blocks, with no pod route; ``host`` is the entry),
-    ``via`` (a block routed via a node IP: IPIP, BGP), ``vxlan`` (a block via a remote VTEP,
+    ``via`` (a block routed via a node IP: IPIP, BGP; via an IPv6 link-local next hop, ``link_local``
+    is that hop and ``node_ip`` the global address route_info mapped it to, or None), ``vxlan`` (a block via a remote VTEP,
     ``node_ip`` from its neighbour/fdb entries), ``wireguard`` (a block on the WireGuard device;
     the peer's address is not in the routes), ``external`` (routed off the cluster, e.g. by the
     default route) or ``unrouted`` (no route, or an unreachable/prohibit route).
