@@ -16,6 +16,7 @@ import flannel
 import ipv6 as lab6
 import nsutil
 import topology
+import wireguard
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -144,7 +145,8 @@ def save_json(path, data):
 
 # ---------------------------------------------------------------- up
 def _mode_mtu(mode):
-    return {"ipip": topology.IPIP_MTU, "vxlan": topology.VXLAN_MTU, "flannel": flannel.MTU}.get(mode, 1500)
+    return {"ipip": topology.IPIP_MTU, "vxlan": topology.VXLAN_MTU, "flannel": flannel.MTU,
+            "wireguard": topology.WIREGUARD_MTU}.get(mode, 1500)
 
 
 def _root_create(cluster):
@@ -283,6 +285,8 @@ def _node_services(cluster, n):
                                           "=" + p["ip6"] if p.get("ip6") else "") for p in pods])
     if cluster["mode"] == "ipip":
         services.append(ipipd_argv(cluster, n))
+    if cluster["mode"] == "wireguard":
+        services.append(wireguard.service_argv(PY, RUN, n))
     return services
 
 
@@ -330,6 +334,8 @@ def _wait_ready(cluster, timeout=20.0):
                     raise RuntimeError("node %s failed to start (see %s)" % (name, os.path.join(LOGS, name + ".log")))
                 continue
             files = ["podserver.%s.ready" % name] + (["ipipd.%s.ready" % name] if cluster["mode"] == "ipip" else [])
+            if cluster["mode"] == "wireguard":
+                files.append(os.path.basename(wireguard.ready_path(RUN, n)))
             if not all(os.path.exists(os.path.join(RUN, f)) for f in files):
                 continue
             if not n.get("sshd_ok"):
@@ -371,6 +377,8 @@ def up(mode, nodes, pods_per_node=2, ipv6=False):
     _configure(cluster)
     if ipv6:
         lab6.greet_peers(nsutil, cluster)
+    if mode == "wireguard":
+        wireguard.prepare(cluster, RUN)
     _start_nodes(cluster)
     save_json(STATE, state)
     _wait_ready(cluster)
@@ -459,8 +467,8 @@ def down(quiet=False):
 
 # ---------------------------------------------------------------- status
 def node_processes(init_pid):
-    """{sshd: [pids], podserver: [...], ipipd: [...]} for one node (root-namespace pids)."""
-    out = {"sshd": [], "podserver": [], "ipipd": []}
+    """{sshd: [pids], podserver: [...], ipipd: [...], wireguard-go: [...]} for one node (root-namespace pids)."""
+    out = {"sshd": [], "podserver": [], "ipipd": [], "wireguard-go": []}
     for pid in nsutil.pids_in_pidns(init_pid):
         if not nsutil.is_alive(pid):
             continue
@@ -473,6 +481,8 @@ def node_processes(init_pid):
             out["podserver"].append(pid)
         elif any(a.endswith("ipipd.py") for a in argv[:3]):
             out["ipipd"].append(pid)
+        elif argv[0].endswith("wireguard-go"):
+            out["wireguard-go"].append(pid)
     return out
 
 
@@ -486,7 +496,8 @@ def status():
         procs = node_processes(n["init_pid"]) if alive else {}
         nodes.append({"name": n["name"], "ip": n["ip"], "block": n["block"], "alive": alive, "init_pid": n.get("init_pid"),
                       "sshd": bool(procs.get("sshd")), "podserver": bool(procs.get("podserver")),
-                      "ipipd": bool(procs.get("ipipd")) if state["mode"] == "ipip" else None})
+                      "ipipd": bool(procs.get("ipipd")) if state["mode"] == "ipip" else None,
+                      "wireguard_go": bool(procs.get("wireguard-go")) if state["mode"] == "wireguard" else None})
     try:
         with open(FAULTS) as f:
             fl = json.load(f)

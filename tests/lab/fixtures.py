@@ -34,7 +34,8 @@ def _healthy(st, mode, nodes, pods_per_node, ipv6=False):
     if len(st.get("pods") or []) != nodes * pods_per_node:
         return False
     for n in st["nodes"]:
-        if not (n["alive"] and n["sshd"] and n["podserver"] and n["ipipd"] in (True, None)):
+        if not (n["alive"] and n["sshd"] and n["podserver"] and n["ipipd"] in (True, None)
+                and n.get("wireguard_go") in (True, None)):
             return False
     return True
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """hoptrace lab cluster: Kubernetes nodes and pods with Calico's data path, made of namespaces.
 
-  lab.py up --mode ipip|vxlan|bgp --nodes N [--pods-per-node 2] [--ipv6]   (--ipv6: dual-stack pods)
+  lab.py up --mode ipip|vxlan|bgp|flannel|wireguard --nodes N [--pods-per-node 2] [--ipv6]   (--ipv6: dual-stack pods)
   lab.py down
   lab.py demo-flow                       print "SRC DST PORT" of the flow `make demo` traces here
   lab.py status [--json]
@@ -52,11 +52,12 @@ def print_status(st):
         return
     print("lab: up  mode %s%s  %d nodes  %d pods  faults %d" % (st["mode"], "  dual-stack" if st.get("ipv6") else "", len(st["nodes"]),
                                                             len(st["pods"]), len(st["faults"])))
-    print("%-9s %-15s %-18s %-5s %-5s %-9s %s" % ("NODE", "IP", "BLOCK", "UP", "SSHD", "PODSERVER", "IPIPD"))
+    print("%-9s %-15s %-18s %-5s %-5s %-9s %-5s %s" % ("NODE", "IP", "BLOCK", "UP", "SSHD", "PODSERVER", "IPIPD", "WIREGUARD-GO"))
     for n in st["nodes"]:
         def yn(v):
             return "-" if v is None else ("yes" if v else "NO")
-        print("%-9s %-15s %-18s %-5s %-5s %-9s %s" % (n["name"], n["ip"], n["block"], yn(n["alive"]), yn(n["sshd"]), yn(n["podserver"]), yn(n["ipipd"])))
+        print("%-9s %-15s %-18s %-5s %-5s %-9s %-5s %s" % (n["name"], n["ip"], n["block"], yn(n["alive"]), yn(n["sshd"]), yn(n["podserver"]),
+                                                  yn(n["ipipd"]), yn(n.get("wireguard_go"))))
     print()
     print("%-18s %-42s %-15s %-9s %-16s %s" % ("NAMESPACE", "POD", "IP", "NODE", "VETH", "NETNS"))
     for p in st["pods"]:

@@ -10,7 +10,7 @@ try:
 except ImportError:                       # loaded as a top-level module (lab.py, cluster.py)
     import ipv6 as _ipv6
 
-MODES = ("ipip", "vxlan", "bgp", "flannel")
+MODES = ("ipip", "vxlan", "bgp", "flannel", "wireguard")
 MAX_NODES = 32
 BRIDGE = "htbr0"
 CONTROLLER_IP = "10.240.255.254"
@@ -25,6 +25,7 @@ VXLAN_VNI = 4096
 VXLAN_PORT = 4789
 VXLAN_MTU = 1450
 IPIP_MTU = 1480
+WIREGUARD_MTU = 1440             # calico-node's wireguard.cali (tests/lab/wireguard.py)
 
 
 def node_name(index):
