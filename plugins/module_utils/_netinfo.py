@@ -22,6 +22,8 @@ TUNNEL_KINDS = ('ipip', 'vxlan', 'wireguard')
 # link kinds iproute2 names in `ip -d link` text (first word of a detail line)
 TEXT_KINDS = KINDS + ('gre', 'gretap', 'ip6gre', 'ip6gretap', 'ip6tnl', 'sit', 'macvlan', 'macvtap', 'ipvlan',
                       'geneve', 'vrf', 'team', 'nlmon', 'ifb', 'erspan', 'xfrm', 'vti', 'vti6', 'bareudp', 'netkit')
+# device names of userspace WireGuard (a TUN device for the kernel): Calico's wireguard.cali, wg0
+WIREGUARD_PREFIXES = ('wireguard', 'wg')
 # routes a routing daemon or CNI installs towards other nodes' pod blocks
 ROUTING_PROTOCOLS = ('bird', 'bgp', 'zebra', '80', 'calico')
 # veth-like devices CNIs create for pods
@@ -92,9 +94,12 @@ def route_get_from_text(text):
 # ---------------------------------------------------------------------------- links
 
 def link_kind(ifname, info_kind, link_type):
-    """(kind, tun) for a link; a TUN named tunl* is the lab's userspace IPIP tunnel."""
+    """(kind, tun) for a link; a TUN named tunl* is the lab's userspace IPIP tunnel, one named
+    wireguard*/wg* a userspace WireGuard device (wireguard-go, boringtun)."""
     if info_kind == 'tun' and (ifname or '').startswith('tunl'):
         return 'ipip', True
+    if info_kind == 'tun' and (ifname or '').startswith(WIREGUARD_PREFIXES):
+        return 'wireguard', True
     if info_kind in KINDS:
         return info_kind, False
     if link_type == 'loopback':
@@ -365,10 +370,11 @@ def _encap(link):
     return link['kind'] if link['kind'] in TUNNEL_KINDS else 'none'
 
 
-def remote_blocks(routes, links, resolve=None):
+def remote_blocks(routes, links, resolve=None, wg_resolve=None):
     """Routes to other nodes' pod blocks: via a tunnel device, or via a gateway set by a routing daemon.
 
-    ``resolve(via, link)`` maps a VXLAN gateway (peer tunnel address) to the peer's underlay address.
+    ``resolve(via, link)`` maps a VXLAN gateway (peer tunnel address) to the peer's underlay address;
+    ``wg_resolve(block, link)`` a block on a WireGuard device to its peer's endpoint address.
     """
     by_name = dict((link['ifname'], link) for link in links)
     veths = workload_links(links)
@@ -396,7 +402,7 @@ def remote_blocks(routes, links, resolve=None):
                 node_ip = resolve(hop['gateway'], link or {'ifname': hop['dev'], 'kind': None}) \
                     if (resolve and hop['gateway']) else None
             elif encap == 'wireguard':
-                node_ip = None
+                node_ip = wg_resolve(r['dst'], link) if wg_resolve else None
             blocks.append({'dst': r['dst'], 'via': hop['gateway'], 'dev': hop['dev'], 'encap': encap,
                            'protocol': r['protocol'], 'node_ip': node_ip})
     return blocks
@@ -510,17 +516,27 @@ def node_ips(addresses, links, workload_devs):
     return found
 
 
-def derive(routes, links, addresses, neigh_by_dev=None, fdb_by_dev=None, ports_by_dev=None):
+def wireguard_resolver(devices, peer_for):
+    """Function mapping (block, wireguard link) to the endpoint IP of the peer whose AllowedIPs
+    hold the block (``devices``: _wireguard.parse_dump's result, ``peer_for``: its lookup)."""
+    def resolve(block, link):
+        peer = peer_for(devices.get(link['ifname']), block)
+        return peer.get('endpoint_ip') if peer else None
+    return resolve
+
+
+def derive(routes, links, addresses, neigh_by_dev=None, fdb_by_dev=None, ports_by_dev=None, wg_resolve=None):
     """Everything except ``peers`` (which needs ``ip route get`` per peer): returns a dict.
 
     ``neigh_by_dev`` holds the neighbour tables of vxlan links and pod bridges, ``fdb_by_dev`` the
-    vxlan fdb (MAC -> underlay IP), ``ports_by_dev`` the pod bridges' fdb (MAC -> port)."""
+    vxlan fdb (MAC -> underlay IP), ``ports_by_dev`` the pod bridges' fdb (MAC -> port),
+    ``wg_resolve`` maps a block on a WireGuard link to its peer's endpoint (wireguard_resolver)."""
     loads = workloads(routes, links)
     bridges = pod_bridges(routes, links)
     own = set(a['local'] for a in addresses)
     loads += [w for w in bridge_workloads(bridges, neigh_by_dev or {}, ports_by_dev or {}, own)
               if w['ip'] not in set(x['ip'] for x in loads)]
-    blocks = remote_blocks(routes, links, vxlan_resolver(neigh_by_dev or {}, fdb_by_dev or {}))
+    blocks = remote_blocks(routes, links, vxlan_resolver(neigh_by_dev or {}, fdb_by_dev or {}), wg_resolve)
     devs = set(w['dev'] for w in loads) | set(b['dev'] for b in bridges)
     return {'workloads': loads, 'local_blocks': local_blocks(routes), 'remote_blocks': blocks,
             'pod_bridges': bridges, 'node_ips': node_ips(addresses, links, devs)}

@@ -30,7 +30,13 @@ description:
     neighbour table of that device (C(ip neigh show dev eth0)) maps it to the peer's MAC and so to
     the peer's global address on the same link (IPv6 first, else IPv4). That table is read only
     when such routes exist.
-  - A TUN device named C(tunl*) (a userspace IPIP tunnel) is reported as kind C(ipip) with C(tun=true).
+  - A TUN device named C(tunl*) (a userspace IPIP tunnel) is reported as kind C(ipip) with C(tun=true),
+    one named C(wireguard*) or C(wg*) (wireguard-go) as kind C(wireguard) with C(tun=true).
+  - For WireGuard devices (Calico's C(wireguard.cali)) the same call reads C(wg show all dump); each
+    device's listen port, fwmark and peers (public key short id, endpoint, allowed IPs, latest
+    handshake, transfer counters) go into its RV(links) entry, and a pod block on the device is
+    mapped to the endpoint of the peer whose allowed IPs hold it (RV(remote_blocks), RV(peers)).
+    Private and preshared keys are never returned.
   - Changes nothing.
 author:
   - hoptrace developers (@hoptrace)
@@ -73,9 +79,9 @@ options:
     version_added: 0.2.0
 notes:
   - Needs C(ip) (iproute2) on the node; C(bridge) (iproute2) is used for VXLAN peers and the ports
-    of pod bridges when present.
+    of pod bridges when present, C(wg) (wireguard-tools) for WireGuard peers; without C(wg) the
+    WireGuard peers are not derived and RV(notes) says so.
   - All commands run with C(LC_ALL=C).
-  - For WireGuard the peer nodes are not derived (their endpoints are only known to C(wg)).
 attributes:
   check_mode:
     support: full
@@ -137,7 +143,11 @@ links:
   description:
     - Links with C(kind) one of veth, ipip, vxlan, wireguard, bridge, physical, vlan, bond, tun, loopback,
       dummy, other; C(vxlan) is C({id, port, local, dev}) for VXLAN links; C(tun=true) marks a
-      userspace IPIP tunnel.
+      userspace tunnel (IPIP or WireGuard).
+    - WireGuard links carry C(wireguard) as C({public_key_id, listen_port, fwmark, peers}), each peer
+      C({public_key_id, endpoint, endpoint_ip, endpoint_port, allowed_ips, latest_handshake,
+      transfer_rx, transfer_tx, persistent_keepalive}) (C(latest_handshake) a Unix time, 0 for none),
+      from C(wg show all dump).
   returned: always
   type: list
   elements: dict
@@ -212,6 +222,13 @@ service_rules:
   returned: always
   type: dict
   sample: {source: iptables-save, text: "*nat\n:KUBE-SERVICES - [0:0]\n..."}
+notes:
+  description: What could not be read and what that leaves out (for example no C(wg) on a node with WireGuard devices).
+  returned: always
+  type: list
+  elements: str
+  sample: ["wg (wireguard-tools) is not installed: the peers of wireguard.cali are unknown"]
+  version_added: 0.2.0
 route_get:
   description: The route decision for O(ip), null when O(ip) is not given.
   returned: always
@@ -227,6 +244,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _netinfo as ni
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _service_rules as sr
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _validate as v
+from ansible_collections.hoptrace.k8s.plugins.module_utils import _wireguard as wgd
 
 LC_ENV = {'LC_ALL': 'C', 'LANG': 'C'}
 
@@ -320,6 +338,30 @@ def read_service_rules(module):
     return None
 
 
+def read_wireguard(runner, links, notes):
+    """``wg show all dump`` once when the node has WireGuard devices; each device's part goes into
+    its link entry (``wireguard``). Returns the parsed devices ({} without any)."""
+    names = [link['ifname'] for link in links if link['kind'] == 'wireguard']
+    if not names:
+        return {}
+    wg = runner.module.get_bin_path('wg')
+    if not wg:
+        notes.append('wg (wireguard-tools) is not installed: the peers of %s are unknown' % ', '.join(names))
+        return {}
+    rc, out, err = runner.module.run_command([wg, 'show', 'all', 'dump'], environ_update=LC_ENV)
+    if rc != 0:
+        notes.append('`wg show all dump` failed (%s): the peers of %s are unknown' % (err.strip() or rc, ', '.join(names)))
+        return {}
+    devices = wgd.parse_dump(out)
+    for link in links:
+        if link['ifname'] in devices:
+            link['wireguard'] = devices[link['ifname']]
+    missing = [name for name in names if name not in devices]
+    if missing:
+        notes.append('wg show all dump does not list %s: its peers are unknown' % ', '.join(missing))
+    return devices
+
+
 def collect(runner, ip=None, services_for=None):
     routes = read_routes(runner, 'inet') + read_routes(runner, 'inet6')
     data, text = runner.run('ip', ['-d', 'link', 'show'])
@@ -349,11 +391,14 @@ def collect(runner, ip=None, services_for=None):
             ports[link['ifname']] = (ni.bridge_ports_from_json(data, link['ifname']) if data is not None
                                      else ni.bridge_ports_from_text(text, link['ifname']))
 
-    result = ni.derive(routes, links, addresses, neigh, fdb, ports)
+    notes = []
+    wg_devices = read_wireguard(runner, links, notes)
+    result = ni.derive(routes, links, addresses, neigh, fdb, ports,
+                       wg_resolve=ni.wireguard_resolver(wg_devices, wgd.peer_for) if wg_devices else None)
     gets = read_route_gets(runner, [target[0] for target in ni.peer_targets(result['remote_blocks'])])
     result['peers'] = ni.peers(result['remote_blocks'], links, gets)
     result.update(routes=routes, links=links, addresses=addresses, source='json' if runner.json_ok else 'text',
-                  route_get=read_route_get(runner, ip) if ip else None)
+                  route_get=read_route_get(runner, ip) if ip else None, notes=notes)
     result['service_rules'] = read_service_rules(runner.module) if services_for and sr.needs_rules(result, services_for) else None
     return result
 

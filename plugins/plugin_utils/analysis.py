@@ -23,6 +23,7 @@ from ansible_collections.hoptrace.k8s.plugins.plugin_utils import cause as why_
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import decode as dec
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import repeat as repeat_
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import services as services_
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils import wg_underlay
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.pcapio import Capture, CaptureError
 
 SCHEMA_VERSION = 1
@@ -523,10 +524,19 @@ def _hop_name(r):
     return "%s %s" % (r["node"], r["interface"] or "?")
 
 
+WIREGUARD_REASON = {
+    "underlay-out": "WireGuard encryption",
+    "underlay-in": "underlay network between the nodes, WireGuard UDP",
+    "tunnel-in": "WireGuard decryption",
+}
+
+
 def _reason(r, encap):
     role = r.get("role")
     if role == "underlay-out" and encap in ("none", None):
         return "routing to the underlay"
+    if encap == "wireguard" and role in WIREGUARD_REASON:
+        return WIREGUARD_REASON[role]
     if role in ("src-veth", "dst-veth") and r.get("direction") == "response" and role == "src-veth":
         return "delivery to the source pod"
     return ROLE_REASON.get(role, role or "this hop")
@@ -728,6 +738,7 @@ def analyze(plan, captures, vxlan_ports=None, repeat=None):
         return _analyze_candidates(plan, captures, vxlan_ports, repeat)
     an = Analysis(plan, captures, vxlan_ports)
     an.scan_all()
+    wireguard = wg_underlay.match(an)
     an.forgive_late()
     rows = an.classify(an.hop_rows())
     offset = an.timing(rows)
@@ -770,6 +781,7 @@ def analyze(plan, captures, vxlan_ports=None, repeat=None):
     clock = {"reference": a_node, "other": b_node if b_node != a_node else None, "offset_ms": offset,
              "corrected": offset is not None,
              "method": "((t_in_b - t_out_a) - (t_in_a - t_out_b)) / 2 on the underlay hops, minimum one-way times"}
+    notes.extend(wg_underlay.describe(wireguard[name]) for name in DIRECTIONS if wg_underlay.worth_saying(wireguard.get(name)))
     if offset is not None:
         notes.append("delays across nodes corrected for a clock offset of %s vs %s: %+.3f ms (estimated from the flow)" % (b_node, a_node, offset))
     hops = []
@@ -806,6 +818,8 @@ def analyze(plan, captures, vxlan_ports=None, repeat=None):
         out["service"] = service
     if repeated:
         out["repeat"] = repeated[0]
+    if wireguard:
+        out["wireguard"] = wireguard
     return out
 
 

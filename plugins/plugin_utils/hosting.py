@@ -17,6 +17,7 @@ finds nothing, the host names' resolved addresses) - never by contacting a host.
 from __future__ import annotations
 
 from ansible_collections.hoptrace.k8s.plugins.module_utils._netinfo import ROUTING_PROTOCOLS, is_link_local
+from ansible_collections.hoptrace.k8s.plugins.module_utils._wireguard import peer_for
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import AddressError, ip_address
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import same_ip as _same
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.plan import _route, bridge_of, link_kind, node_workloads
@@ -110,6 +111,15 @@ def _remote_node_ip(node, gateway, dev):
     return None
 
 
+def _wireguard_peer(node, dev, address):
+    """The WireGuard peer of ``dev`` whose AllowedIPs hold ``address`` (route_info puts each
+    device's ``wg show all dump`` peers into its links entry), or None."""
+    for link in node.get("links") or []:
+        if isinstance(link, dict) and link.get("ifname") == dev:
+            return peer_for(link.get("wireguard"), str(address))
+    return None
+
+
 def _route_text(route):
     if not route:
         return "no route"
@@ -145,8 +155,9 @@ def locate(entry_name, entry, address):
     address is in one of the entry node's own blocks, with no pod route; ``host`` is the entry),
     ``via`` (a block routed via a node IP: IPIP, BGP; via an IPv6 link-local next hop, ``link_local``
     is that hop and ``node_ip`` the global address route_info mapped it to, or None), ``vxlan`` (a block via a remote VTEP,
-    ``node_ip`` from its neighbour/fdb entries), ``wireguard`` (a block on the WireGuard device;
-    the peer's address is not in the routes), ``external`` (routed off the cluster, e.g. by the
+    ``node_ip`` from its neighbour/fdb entries), ``wireguard`` (a block on the WireGuard device:
+    ``node_ip`` is the endpoint of the peer whose AllowedIPs hold the address, ``peer`` that
+    peer's public key id), ``external`` (routed off the cluster, e.g. by the
     default route) or ``unrouted`` (no route, or an unreachable/prohibit route).
     """
     found = {"address": address, "how": None, "node_ip": None, "host": None, "evidence": None, "dev": None}
@@ -183,6 +194,12 @@ def locate(entry_name, entry, address):
         found["node_ip"] = _remote_node_ip(entry, gateway, dev)
     elif kind == "wireguard":
         found["how"] = "wireguard"
+        peer = _wireguard_peer(entry, dev, address)
+        if peer is not None:
+            found["peer"] = peer.get("public_key_id")
+            found["node_ip"] = peer.get("endpoint_ip")
+            if not found["node_ip"]:
+                found["peer_without_endpoint"] = True
     elif gateway and is_link_local(gateway) and str(route.get("protocol")) in ROUTING_PROTOCOLS:
         # IPv6 BGP: the next hop is the peer's link-local address; route_info mapped it through the
         # neighbour table (same MAC) to the peer's global address, when it could
@@ -267,6 +284,12 @@ def _host_for(what, place, entry_name, addresses, resolve):
             "once traffic to that node has filled the neighbour table"
             % (entry_name, what, place["address"], place["link_local"], place["evidence"], place["dev"], place["dev"])
         )
+    if place["how"] == "wireguard" and place["node_ip"]:
+        why = " (the endpoint of %s's WireGuard peer %s, whose allowed IPs hold the %s %s)" % (
+            entry_name, place.get("peer"), what, place["address"])
+        host, where = map_node_ip(place["node_ip"], addresses, resolve, why)
+        return host, "%s's route %s; WireGuard peer %s (allowed IPs hold %s) has endpoint %s, %s of %s" % (
+            entry_name, place["evidence"], place.get("peer"), place["address"], place["node_ip"], where, host)
     if place["how"] == "vxlan":
         raise PathError(
             "%s routes the %s %s over VXLAN (%s) but has no neighbour/fdb entry that names the remote "
@@ -275,9 +298,14 @@ def _host_for(what, place, entry_name, addresses, resolve):
             % (entry_name, what, place["address"], place["evidence"], place["dev"], place["dev"])
         )
     if place["how"] == "wireguard":
+        if place.get("peer_without_endpoint"):
+            missing = "its WireGuard peer %s (whose allowed IPs hold it) has no endpoint yet" % place.get("peer")
+        else:
+            missing = "no peer of %s in `wg show %s dump` has allowed IPs that hold it (is wg installed there?)" % (
+                place["dev"], place["dev"])
         raise PathError(
-            "%s routes the %s %s into WireGuard (%s); its peer is not in the routes. Pass -e via=HOST "
-            "naming the node that holds the pod" % (entry_name, what, place["address"], place["evidence"])
+            "%s routes the %s %s into WireGuard (%s), but %s; pass -e via=HOST naming the node that "
+            "holds the pod" % (entry_name, what, place["address"], place["evidence"], missing)
         )
     return None, None
 
