@@ -453,6 +453,20 @@ report:
       type: dict
       returned: when dst is a Service address
       version_added: 0.2.0
+    wireguard:
+      description:
+        - Per direction whose underlay is WireGuard (C(request), C(response)) - how the encrypted underlay hops
+          were matched. C(from) and C(to) (the two underlay hops), C(from_ip), C(to_ip), C(port) (the node pair
+          and UDP port), C(sent) and C(received) (messages of the pair on each NIC - C(data), C(keepalive),
+          C(handshake), C(cookie)), C(carried) (the sending tunnel hop's packets matched to a data message by
+          size, order and timing), C(held_for_handshake) (packets that waited while the sender sent handshake
+          initiations), C(inferred) (seen on the receiving tunnel hop though no message was matched) and C(lost)
+          (matched on the sending NIC, not on the receiving one, by receiver index and counter).
+        - The payload is encrypted, so these hops are matched by node pair, port, count and timing, not by
+          content; a note says so.
+      type: dict
+      returned: when a direction crosses a WireGuard underlay
+      version_added: 0.2.0
     captures:
       description: >-
         Per capture: C(key), C(node), C(interface), C(status), C(error), C(file), C(format), C(linktypes),

@@ -661,7 +661,8 @@ def _unread_half(nodes, unread, node_ips, flow, src_holders, dst_holders, warnin
         underlay = dev
     else:
         if encap == "wireguard":
-            port = DEFAULT_PORTS["wireguard"]
+            wg = (_links(node).get(dev) or {}).get("wireguard") or {}
+            port = wg.get("listen_port") or DEFAULT_PORTS["wireguard"]
         underlay = _underlay_dev(known, node, peer)[0]
     known_ip = _node_address(node, ip_address(peer).version)
     builder = _Builder(nodes, flow)

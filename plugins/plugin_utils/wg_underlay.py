@@ -98,6 +98,11 @@ def message(buf, off, caplen, linktype):
     return src, dst, sport, dport, mtype, length, index, counter
 
 
+def ip_text_pair(msg):
+    """(src, dst) of a :func:`message` as text."""
+    return dec.ip_text(msg[0]), dec.ip_text(msg[1])
+
+
 def read_messages(path, src, dst, port):
     """WireGuard messages from ``src`` to ``dst`` (key form) with ``port`` on either side, in file
     order: ``[(ts_ns, type, length, index, counter)]``."""

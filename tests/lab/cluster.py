@@ -406,6 +406,17 @@ def _lab_links():
     return names
 
 
+def _drop_wire_tables():
+    """The root namespace's nft tables of wire-drop faults (faults.py) a dead lab left behind."""
+    if not shutil.which("nft"):
+        return
+    out = subprocess.run(["nft", "list", "tables", "bridge"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) == 3 and words[2].startswith("hoptrace_wire_"):
+            subprocess.run(["nft", "delete", "table", "bridge", words[2]], capture_output=True)
+
+
 def lab_pids():
     """Every process of the lab: node PID 1s (and so their namespaces) and anything in a lab netns."""
     marker = os.path.join(HERE, "nodeinit.py")
@@ -435,6 +446,7 @@ def down(quiet=False):
             log("lab down: clearing faults: %s" % exc)
     pids = lab_pids()
     nsutil.kill_and_wait(pids, 9, 5.0)
+    _drop_wire_tables()
     links = _lab_links()
     if links:
         nsutil.run_batches([(None, ["link del %s" % name for name in links], "ip")], check=False)

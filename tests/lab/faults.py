@@ -15,6 +15,11 @@ kinds:
               so new SSH connections and sessions over existing ControlPersist masters hang
               instead of being refused; nothing else of the node is stopped. Undo sends SIGCONT.
   ipipd-down  stop a node's userspace IPIP daemon (tunl0 loses its carrier)
+  wire-drop   the underlay network drops packets on their way to a node: an nft bridge-family rule
+              (root namespace, table hoptrace_wire_<node>) on the lab bridge's forward to the
+              node's port (its root-side veth), so neither node's tcpdump sees the loss
+              happen (the sender's eth0 saw the packet leave, the receiver's eth0 never sees it);
+              --proto and --port narrow it (e.g. WireGuard's UDP 51820)
   calico-deny, reject, pod-route-gone, rp-filter: the causes a trace must name (whyfaults.py)
 """
 import ipaddress
@@ -28,7 +33,7 @@ import cluster
 import nsutil
 import whyfaults
 
-KINDS = ("drop", "mtu", "sshd-down", "freeze", "ipipd-down") + whyfaults.KINDS
+KINDS = ("drop", "mtu", "sshd-down", "freeze", "ipipd-down", "wire-drop") + whyfaults.KINDS
 PROTOS = {"tcp": 6, "udp": 17, "icmp": 1}
 PROTOS6 = {"tcp": 6, "udp": 17, "icmp": 58}
 
@@ -195,6 +200,8 @@ def _apply(state, node, f, undo=False):
                                       "-m", "comment", "--comment", tag, "-j", "DROP"], check=not undo)
     elif kind in whyfaults.KINDS:
         whyfaults.apply(node, f, _iptables, undo=undo)
+    elif kind == "wire-drop":
+        _wire_drop(node, f, undo)
     elif kind == "sshd-down":
         if undo:
             if not _procs(node, "sshd"):
@@ -220,6 +227,36 @@ def _apply(state, node, f, undo=False):
                     time.sleep(0.01)
         else:
             nsutil.kill_and_wait(_procs(node, "ipipd"))
+
+
+def wire_table(node):
+    return "hoptrace_wire_%s" % node["name"].replace("-", "_")
+
+
+def wire_drop_ruleset(node, proto=None, port=None):
+    """nft script (root namespace, bridge family) dropping IPv4 packets the lab's bridge forwards
+    to ``node`` (out of its root-side veth)."""
+    match = ["oifname", '"%s"' % node["host_veth"], "meta", "protocol", "ip"]
+    if proto:
+        match += ["ip", "protocol", proto]
+    if port is not None:
+        if proto not in ("tcp", "udp"):
+            raise ValueError("--port needs --proto tcp or udp")
+        match += [proto, "dport", str(int(port))]
+    table = wire_table(node)
+    return "\n".join(["table bridge %s {" % table, "  chain forward {",
+                      "    type filter hook forward priority 0; policy accept;",
+                      "    %s counter drop" % " ".join(match), "  }", "}", ""])
+
+
+def _wire_drop(node, f, undo):
+    if undo:
+        subprocess.run(["nft", "delete", "table", "bridge", wire_table(node)], capture_output=True)
+        return
+    r = subprocess.run(["nft", "-f", "-"], input=wire_drop_ruleset(node, f.get("proto"), f.get("port")),
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("nft (wire-drop on %s): %s" % (node["name"], r.stderr.strip()))
 
 
 def _mtu_of(netns, iface):
@@ -249,6 +286,13 @@ def add(kind, node, iface=None, direction=None, src=None, dst=None, proto=None, 
         f.update({"iface": iface, "mtu": int(mtu), "old_mtu": _mtu_of(n["netns"], iface)})
     elif kind in whyfaults.KINDS:
         whyfaults.record(f, state, n, iface=iface, src=src, dst=dst, port=port)
+    elif kind == "wire-drop":
+        if any(o["kind"] == "wire-drop" and o["node"] == node for o in faults):
+            raise ValueError("%s already has a wire-drop; delete it first" % node)
+        if proto == "any":
+            proto = None
+        wire_drop_ruleset(n, proto, port)        # checks the arguments
+        f.update({"proto": proto, "port": port})
     _apply(state, n, f)
     faults.append(f)
     _save(faults)

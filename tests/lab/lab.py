@@ -12,6 +12,7 @@
   lab.py fault add sshd-down --node N
   lab.py fault add freeze --node N            SIGSTOP the node's sshd (SSH hangs, not refused)
   lab.py fault add ipipd-down --node N
+  lab.py fault add wire-drop --node N [--proto tcp|udp|icmp] [--port P]   the underlay drops packets to N
   lab.py fault add calico-deny|reject --node N --src IP --dst IP --port P   (tests/lab/whyfaults.py)
   lab.py fault add pod-route-gone --node N --dst IP | rp-filter --node N --src IP --dst IP --iface TUNNEL
   lab.py fault del ID | fault list [--json] | fault clear

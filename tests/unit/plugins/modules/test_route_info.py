@@ -44,3 +44,15 @@ def test_check_mode_reads_the_same():
 def test_ip_not_installed():
     result, _script = run_module(route_info, {}, [], bins={"ip": None})
     assert result["failed"] and "ip" in result["msg"]
+
+
+def test_wireguard_link_carries_its_peers_and_no_private_key():
+    case = next(c for c in CASES if c["id"] == "wireguard-peers-from-wg-dump")
+    result, _script = run_module(route_info, case["input"], case["mocks"]["run_command"])
+    link = next(k for k in result["links"] if k["ifname"] == "wireguard.cali")
+    assert (link["kind"], link["tun"], link["mtu"]) == ("wireguard", True, 1440)
+    wg = link["wireguard"]
+    assert (wg["public_key_id"], wg["listen_port"], wg["fwmark"]) == ("yDLWoXyp", 51820, 0x100000)
+    assert [(p["public_key_id"], p["endpoint"], p["allowed_ips"]) for p in wg["peers"]] == [
+        ("PdJZiNnE", "10.240.0.9:51820", ["172.17.25.192/26", "172.17.25.192/32"])]
+    assert "private" not in repr(result)

@@ -151,3 +151,45 @@ def test_empty_or_missing_group_is_refused_naming_the_groups():
     with pytest.raises(PathError, match=r"none of nodes, k8s_cluster, kube_node or kube_control_plane has hosts; groups with "
                                         r"hosts in this inventory: web"):
         node_group({"all": ["w"], "web": ["w"], "nodes": []})
+
+
+# --- WireGuard: the block's peer in `wg show dump` names the node --------------------------------
+
+WG_ROUTES = """default via 10.240.0.1 dev eth0
+10.240.0.0/16 dev eth0 proto kernel scope link src 10.240.128.12
+172.17.25.79 dev cali41f14107a8d scope link
+blackhole 172.17.25.64/26 proto bird
+172.17.25.192/26 via 10.240.0.9 dev eth0 proto bird
+172.17.25.192/26 dev wireguard.cali table 1 scope link
+"""
+WG_PEERS = [{"public_key_id": "PdJZiNnE", "endpoint": "10.240.0.9:51820", "endpoint_ip": "10.240.0.9", "endpoint_port": 51820,
+             "allowed_ips": ["172.17.25.192/26", "172.17.25.192/32"], "latest_handshake": 0, "transfer_rx": 0,
+             "transfer_tx": 0, "persistent_keepalive": None}]
+
+
+def wg_entry(peers):
+    links = [{"ifname": "eth0", "kind": "physical"}, {"ifname": "cali41f14107a8d", "kind": "veth"},
+             {"ifname": "wireguard.cali", "kind": "wireguard", "tun": True,
+              "wireguard": {"public_key_id": "yDLWoXyp", "listen_port": 51820, "fwmark": 0x100000, "peers": peers}}]
+    return entry(WG_ROUTES, links)
+
+
+def test_wireguard_block_maps_to_the_endpoint_of_the_peer_that_allows_it():
+    path = trace_path("worker-a", wg_entry(WG_PEERS), FLOW, INVENTORY)
+    dst = path["dst"]
+    assert (dst["how"], dst["node_ip"], dst["peer"], dst["host"]) == ("wireguard", "10.240.0.9", "PdJZiNnE", "worker-b")
+    assert describe(path)[1] == (
+        "dst 172.17.25.239: on worker-b (worker-a's route 172.17.25.192/26 dev wireguard.cali; WireGuard peer PdJZiNnE "
+        "(allowed IPs hold 172.17.25.239) has endpoint 10.240.0.9, ip of worker-b)")
+
+
+def test_wireguard_without_a_matching_peer_says_what_was_looked_at():
+    with pytest.raises(PathError) as err:
+        trace_path("worker-a", wg_entry([]), FLOW, INVENTORY)
+    assert str(err.value) == (
+        "worker-a routes the dst 172.17.25.239 into WireGuard (172.17.25.192/26 dev wireguard.cali), but no peer of "
+        "wireguard.cali in `wg show wireguard.cali dump` has allowed IPs that hold it (is wg installed there?); pass "
+        "-e via=HOST naming the node that holds the pod")
+    roaming = [dict(WG_PEERS[0], endpoint=None, endpoint_ip=None, endpoint_port=None)]
+    with pytest.raises(PathError, match="its WireGuard peer PdJZiNnE .whose allowed IPs hold it. has no endpoint yet"):
+        trace_path("worker-a", wg_entry(roaming), FLOW, INVENTORY)

@@ -391,3 +391,18 @@ def test_unreachable_node_not_on_the_path_is_only_a_warning():
     plan = build_plan(nodes, "172.17.25.79", "172.17.25.239", "tcp", 443, node_ips=dict(INVENTORY_IPS, **{"node-c": "10.240.1.3"}))
     assert all(h["interface"] for h in plan["hops"]) and len(plan["hops"]) == 12
     assert plan["warnings"] == ["node-c could not be read (Failed to connect to the host via ssh: Connection refused)"]
+
+
+def test_wireguard_with_the_other_node_deferred_uses_the_devices_listen_port():
+    n1 = node("\n".join([
+        "10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.11", "172.16.1.10 dev cali%s scope link" % ("0" * 11),
+        "172.16.2.0/26 via 10.0.0.12 dev eth0 proto bird", "172.16.2.0/26 dev wireguard.cali table 1 scope link"]),
+        [("eth0", "physical", {}), ("wireguard.cali", "wireguard", {"wireguard": {"listen_port": 51821, "peers": []}}),
+         ("cali" + "0" * 11, "veth", {})], ["10.0.0.11"])
+    plan = build_plan({"w1": n1}, "172.16.1.10", "172.16.2.10", "tcp", 443, node_ips={"w2": "10.0.0.12"}, deferred=["w2"])
+    assert plan["encap"] == "wireguard"
+    caps = captures(plan)
+    assert caps["w1/eth0"]["filter"] == "udp port 51821 and host 10.0.0.12"
+    assert caps["w1/wireguard.cali"]["link_type"] == "RAW"
+    assert [h["interface"] for h in plan["hops"] if h["direction"] == "request"] == [
+        "cali00000000000", "wireguard.cali", "eth0", None, None, None]
