@@ -566,6 +566,8 @@ def main(argv=None):
     ap.add_argument("--root", help="run the trace from this checkout instead (e.g. a git worktree of an older commit)")
     ap.add_argument("--output", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--json", help="also write the raw figures here")
+    ap.add_argument("--reuse", help="raw figures (--json) of an earlier run: its sections fill those not run now, "
+                                    "and its fidelity labs stay beside the ones run now; the page says which run")
     args = ap.parse_args(argv)
     q = args.quick
     if args.root:
@@ -586,7 +588,19 @@ def main(argv=None):
         fidelity = section_fidelity(args, tmp) if "fidelity" in only else None
         inventory = section_inventory(args, tmp) if "inventory" in only else None
         snapshots = section_snapshots(args, tmp) if "snapshots" in only else None
-        text = render(args, machine(), e2e, scale, analysis, fidelity, inventory, snapshots)
+        m = machine()
+        if args.reuse:
+            with open(args.reuse) as f:
+                old = json.load(f)
+            e2e, scale, analysis, inventory, snapshots = (
+                new if new is not None else old.get(name)
+                for name, new in (("e2e", e2e), ("scale", scale), ("analysis", analysis), ("inventory", inventory),
+                                  ("snapshots", snapshots)))
+            if old.get("fidelity") is not None:
+                fidelity = dict(old["fidelity"], **(fidelity or {}))
+            m["date"] += "; sections %s are from the run of %s" % (
+                ", ".join(sorted(set(SECTIONS) - only)) or "none", (old.get("machine") or {}).get("date", "?"))
+        text = render(args, m, e2e, scale, analysis, fidelity, inventory, snapshots)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     with open(args.output, "w") as f:
@@ -594,7 +608,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"e2e": e2e, "scale": scale, "analysis": analysis, "fidelity": fidelity, "inventory": inventory,
-                       "snapshots": snapshots},
+                       "snapshots": snapshots, "machine": m},
                       f, indent=1, default=str)
     print(text)
     return 0
