@@ -260,6 +260,8 @@ def bridge_ports_from_json(data, bridge):
         mac, port = (entry.get('mac') or '').lower(), entry.get('ifname') or entry.get('dev')
         if not mac or not port or port == bridge or entry.get('master') not in (None, bridge):
             continue
+        if 'self' in (entry.get('flags') or []):
+            continue  # the port device's own table (multicast, its own MAC), not what the bridge learned
         if entry.get('state') == 'permanent' and mac in table:
             continue  # a learned entry wins over the port's own address
         table.setdefault(mac, port)
@@ -273,7 +275,7 @@ def bridge_ports_from_text(text, bridge):
         words = line.split()
         if len(words) > 2 and 'dev' in words:
             data.append({'mac': words[0], 'ifname': _words_after(words, 'dev'), 'master': _words_after(words, 'master'),
-                         'state': 'permanent' if 'permanent' in words else ''})
+                         'state': 'permanent' if 'permanent' in words else '', 'flags': ['self'] if 'self' in words else []})
     return bridge_ports_from_json(data, bridge)
 
 

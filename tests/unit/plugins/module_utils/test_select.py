@@ -2,6 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """module_utils/_select: a capture's device named by the node's own route to an address."""
 
+import json
+import os
+
 import pytest
 
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _select as sel
@@ -45,3 +48,70 @@ def test_bad_selections_are_refused(select):
 
 def test_ipv6_address_is_canonical():
     assert sel.check_select({"route_to": "fd00:10:0::12"}) == {"route_to": "fd00:10::12", "local": False}
+
+
+# a Flannel pod is routed to cni0: its veth is the port its MAC was learned on (lab node-a's outputs)
+FLANNEL = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "flannel")
+
+
+def _fixture(name):
+    with open(os.path.join(FLANNEL, name)) as handle:
+        return handle.read()
+
+
+def test_a_pod_behind_cni0_resolves_to_its_veth():
+    neigh, fdb = _fixture("lab-node-a-ip-j-neigh-cni0.json"), _fixture("lab-node-a-bridge-j-fdb-br-cni0.json")
+    assert sel.bridge_port("10.244.0.2", "cni0", neigh, fdb, "node-a") == ("veth7d27950a", None)
+    assert sel.bridge_port("10.244.0.3", "cni0", neigh, fdb, "node-a") == ("veth5002c6d0", None)
+
+
+def test_a_pod_without_neighbour_or_fdb_entry_stays_on_cni0_and_says_why():
+    neigh, fdb = _fixture("lab-node-a-ip-j-neigh-cni0.json"), _fixture("lab-node-a-bridge-j-fdb-br-cni0.json")
+    assert sel.bridge_port("10.244.0.9", "cni0", neigh, fdb, "node-a") == (
+        "cni0", "node-a has no neighbour entry for the pod 10.244.0.9 on cni0 yet (ip neigh show dev cni0): capturing on cni0 "
+                "itself, which sees the pod's traffic to other nodes but not the pod's veth")
+    assert sel.bridge_port("10.244.0.2", "cni0", neigh, "[]", "node-a") == (
+        "cni0", "node-a's cni0 has not learned the pod 10.244.0.2's MAC 66:5f:25:58:23:95 on a port yet (bridge fdb show br "
+                "cni0): capturing on cni0 itself, which sees the pod's traffic to other nodes but not the pod's veth")
+
+
+def test_only_a_bridge_link_is_looked_behind():
+    links = json.loads(_fixture("lab-node-a-ip-j-d-link.json"))
+    kinds = {link["ifname"]: sel.is_bridge(json.dumps([link])) for link in links}
+    assert kinds == {"lo": False, "eth0": False, "veth7d27950a": False, "veth5002c6d0": False, "cni0": True, "flannel.1": False}
+    assert sel.is_bridge("") is False and sel.is_bridge("not json") is False
+
+
+class FakeModule:
+    """run_command answers from a table of argv tuples (what the node would print)."""
+
+    def __init__(self, answers):
+        self.answers, self.ran = answers, []
+
+    def get_bin_path(self, name, required=False):
+        return "/usr/sbin/" + name
+
+    def run_command(self, argv, environ_update=None):
+        self.ran.append(tuple(argv))
+        return 0, self.answers[tuple(argv)], ""
+
+
+def test_resolve_looks_behind_cni0_in_the_capture_start():
+    to_pod = '[{"dst":"10.244.0.2","dev":"cni0","prefsrc":"10.244.0.1","flags":[],"uid":0,"cache":[]}]'
+    cni0 = json.dumps([link for link in json.loads(_fixture("lab-node-a-ip-j-d-link.json")) if link["ifname"] == "cni0"])
+    module = FakeModule({
+        ("/usr/sbin/ip", "-j", "route", "get", "10.244.0.2"): to_pod,
+        ("/usr/sbin/ip", "-j", "-d", "link", "show", "dev", "cni0"): cni0,
+        ("/usr/sbin/ip", "-j", "neigh", "show", "dev", "cni0"): _fixture("lab-node-a-ip-j-neigh-cni0.json"),
+        ("/usr/sbin/bridge", "-j", "fdb", "show", "br", "cni0"): _fixture("lab-node-a-bridge-j-fdb-br-cni0.json"),
+    })
+    assert sel.resolve(module, {"route_to": "10.244.0.2", "local": True}, "node-a") == ("veth7d27950a", None)
+    assert len(module.ran) == 4
+
+
+def test_resolve_of_a_calico_veth_or_a_tunnel_runs_only_the_route_lookup():
+    module = FakeModule({("/usr/sbin/ip", "-j", "route", "get", "172.17.25.239"): TO_DST_POD,
+                         ("/usr/sbin/ip", "-j", "route", "get", "172.17.25.79"): TO_SRC_POD})
+    assert sel.resolve(module, {"route_to": "172.17.25.239", "local": True}, "node-b") == ("calic25e805a467", None)
+    assert sel.resolve(module, {"route_to": "172.17.25.79"}, "node-b") == ("tunl0", None)
+    assert len(module.ran) == 2
