@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make demo [MODE=ipip|vxlan|bgp|...]: bring the lab cluster up (2 nodes, IPIP unless MODE says
+# make demo [MODE=ipip|vxlan|bgp|flannel|...]: bring the lab cluster up (2 nodes, IPIP unless MODE says
 # otherwise), trace the seed's flow 172.17.25.79 (node-a) -> 172.17.25.239:443 (node-b), or the
 # mode's own pair (`lab.py demo-flow`), hop by hop with the real playbook over SSH, print the hop
 # table and the verdict, keep the run folder, bring the lab down.

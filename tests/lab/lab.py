@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""hoptrace lab cluster: Kubernetes nodes and pods with Calico's data path, made of namespaces.
+"""hoptrace lab cluster: Kubernetes nodes and pods with Calico's (or Flannel's) data path, made of namespaces.
 
   lab.py up --mode ipip|vxlan|bgp|flannel|wireguard --nodes N [--pods-per-node 2] [--ipv6]   (--ipv6: dual-stack pods)
   lab.py down

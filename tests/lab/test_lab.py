@@ -214,6 +214,39 @@ def test_vxlan(lab_factory, tmp_path):
     assert curl(SRC, DST).returncode == 0
 
 
+def test_flannel(lab_factory, tmp_path):
+    lab = lab_factory("flannel", 2)
+    assert_all_pairs(lab["pods"])
+    src, dst = "10.244.0.2", "10.244.1.2"
+    routes = labctl.exec_in_node("node-a", ["ip", "route"], check=True).stdout
+    assert "10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink" in routes
+    assert "10.244.0.0/24 dev cni0 proto kernel scope link src 10.244.0.1" in routes and "cali" not in routes
+    link = labctl.exec_in_node("node-a", ["ip", "-d", "link", "show", "flannel.1"], check=True).stdout
+    assert "vxlan id 1 " in link and "dstport 8472" in link and "nolearning" in link and "mtu 1450" in link
+    assert "6e:66:6c:00:00:01 dst 10.240.0.9 self permanent" in labctl.exec_in_node(
+        "node-a", ["bridge", "fdb", "show", "dev", "flannel.1"], check=True).stdout
+    assert "10.244.1.0 lladdr 6e:66:6c:00:00:01 PERMANENT" in labctl.exec_in_node(
+        "node-a", ["ip", "neigh", "show", "dev", "flannel.1"], check=True).stdout
+    ports = labctl.exec_in_node("node-a", ["ip", "-o", "link", "show", "master", "cni0"], check=True).stdout
+    assert re.findall(r"\d+: (veth[0-9a-f]{8})@", ports) == ["veth7d27950a", "veth5002c6d0"]
+    # the node knows its pods behind cni0 (neighbour IP -> MAC, bridge fdb MAC -> veth)
+    neigh = labctl.exec_in_node("node-a", ["ip", "neigh", "show", "dev", "cni0"], check=True).stdout
+    mac = re.search(r"^10\.244\.0\.2 lladdr (\S+)", neigh, re.M).group(1)
+    assert "%s dev veth7d27950a master cni0" % mac in labctl.exec_in_node(
+        "node-a", ["bridge", "fdb", "show", "br", "cni0"], check=True).stdout
+    pcap, text, _ = capture_syn("node-a", "eth0", "udp port 8472 and ip[66:4]==%s" % ip_hex(dst), tmp_path, src, dst)
+    outer = first_packet(pcap)[14:]
+    assert socket.inet_ntoa(outer[12:16]) == NODE_A and socket.inet_ntoa(outer[16:20]) == NODE_B
+    assert struct.unpack("!H", outer[22:24])[0] == 8472
+    assert struct.unpack("!I", outer[32:36])[0] >> 8 == 1                    # VNI
+    inner = outer[50:]
+    assert (socket.inet_ntoa(inner[12:16]), socket.inet_ntoa(inner[16:20]), inner[9]) == (src, dst, 6)
+    f = labctl.fault_add("drop", node="node-a", iface="eth0", direction="out", src=src, dst=dst, proto="tcp", port=443)
+    assert curl(src, dst, timeout=1).returncode != 0
+    labctl.fault_del(f["id"])
+    assert curl(src, dst).returncode == 0
+
+
 def test_bgp(lab_factory, tmp_path):
     lab = lab_factory("bgp", 2)
     assert_all_pairs(lab["pods"])
