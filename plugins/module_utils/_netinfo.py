@@ -455,6 +455,30 @@ def same_link_address(neigh, via):
     return found[0] if found else None
 
 
+def same_link_devs(peers):
+    """Underlay devices of the IPv6 peers: their neighbour tables tie each peer's IPv6 address to
+    its other addresses (same MAC)."""
+    devs = []
+    for p in peers:
+        if ':' in (p.get('node_ip') or '') and p.get('dev') and p['dev'] not in devs:
+            devs.append(p['dev'])
+    return devs
+
+
+def add_same_link(peers, neigh_by_dev):
+    """Give each IPv6 peer ``same_link``: the other global addresses its MAC has in the neighbour
+    table of its device (its IPv4 address, usually: what an inventory names), IPv4 first."""
+    for p in peers:
+        if ':' not in (p.get('node_ip') or ''):
+            continue
+        table = neigh_by_dev.get(p.get('dev')) or {}
+        mac = (table.get(p['node_ip']) or '').lower()
+        found = [ip for ip, lladdr in sorted(table.items())
+                 if mac and (lladdr or '').lower() == mac and ip != p['node_ip'] and not is_link_local(ip)]
+        p['same_link'] = sorted(found, key=lambda ip: 1 if ':' in ip else 0)
+    return peers
+
+
 def vxlan_resolver(neigh_by_dev, fdb_by_dev):
     """Function mapping (peer tunnel IP, vxlan link) to the peer's underlay IP via neighbour + fdb,
     and (link-local next hop, link) to the peer's global address via the neighbour table."""

@@ -202,12 +202,18 @@ remote_blocks:
   sample:
     - {dst: 172.17.25.64/26, via: 10.240.128.12, dev: tunl0, encap: ipip, protocol: bird, node_ip: 10.240.128.12}
 peers:
-  description: Underlay device and source address towards each peer node seen in RV(remote_blocks).
+  description:
+    - Underlay device and source address towards each peer node seen in RV(remote_blocks).
+    - An IPv6 peer has C(same_link), the other addresses its MAC has in the neighbour table of that
+      device (C(ip neigh show dev eth0), read only when there are IPv6 peers), IPv4 first: the
+      address an inventory usually names the node by.
   returned: always
   type: list
   elements: dict
   sample:
     - {node_ip: 10.240.128.12, dev: eth0, src: 10.240.0.9, encap: ipip, via: 10.240.128.12}
+    - {node_ip: "fd00:10:240::1", dev: eth0, src: "fd00:10:240::2", encap: vxlan, via: "fd00:10:244::40",
+       same_link: [10.240.128.12]}
 node_ips:
   description: Global addresses of the node that are not on workload, tunnel, pod bridge or loopback links.
   returned: always
@@ -397,6 +403,12 @@ def collect(runner, ip=None, services_for=None):
                        wg_resolve=ni.wireguard_resolver(wg_devices, wgd.peer_for) if wg_devices else None)
     gets = read_route_gets(runner, [target[0] for target in ni.peer_targets(result['remote_blocks'])])
     result['peers'] = ni.peers(result['remote_blocks'], links, gets)
+    # IPv6 peers: their underlay neighbour table ties each one's IPv6 address to its IPv4 one (same MAC)
+    for dev in ni.same_link_devs(result['peers']):
+        if dev not in neigh:
+            data, text = runner.run('ip', ['neigh', 'show', 'dev', dev], optional=True)
+            neigh[dev] = ni.neigh_from_json(data) if data is not None else ni.neigh_from_text(text)
+    ni.add_same_link(result['peers'], neigh)
     result.update(routes=routes, links=links, addresses=addresses, source='json' if runner.json_ok else 'text',
                   route_get=read_route_get(runner, ip) if ip else None, notes=notes)
     result['service_rules'] = read_service_rules(runner.module) if services_for and sr.needs_rules(result, services_for) else None

@@ -120,6 +120,15 @@ def _wireguard_peer(node, dev, address):
     return None
 
 
+def _same_link(node, node_ip):
+    """The peer's other addresses: route_info gives an IPv6 peer those its MAC has in the neighbour
+    table (``peers[].same_link``)."""
+    for entry in node.get("peers") or []:
+        if isinstance(entry, dict) and _same(entry.get("node_ip"), node_ip):
+            return [a for a in entry.get("same_link") or [] if not _same(a, node_ip)]
+    return []
+
+
 def _route_text(route):
     if not route:
         return "no route"
@@ -208,6 +217,8 @@ def locate(entry_name, entry, address):
         found.update(how="via", node_ip=gateway)
     else:
         found["how"] = "external"
+    if found["node_ip"]:
+        found["same_link"] = _same_link(entry, found["node_ip"])
     return found
 
 
@@ -251,9 +262,9 @@ def map_node_ip(node_ip, addresses, resolve=None, why=""):
     if not matches:
         raise PathError(
             "node IP %s%s is not the address of any inventory host in the group: none has it as %s, "
-            "as its name, or as its name's resolved address. Add ip=%s (or ansible_host) to that node's "
+            "as its name, or as its name's resolved address. Add %s=%s (or ansible_host) to that node's "
             "inventory entry, or trace with -e nodes=GROUP naming the group that holds it"
-            % (node_ip, why, ", ".join(ADDRESS_VARS), node_ip)
+            % (node_ip, why, ", ".join(ADDRESS_VARS), "ip6" if ":" in str(node_ip) else "ip", node_ip)
         )
     raise PathError(
         "node IP %s%s belongs to several inventory hosts: %s; keep one inventory entry per node, or "
@@ -274,7 +285,23 @@ def _host_for(what, place, entry_name, addresses, resolve):
         return place["host"], "the entry node's route %s" % place["evidence"]
     if place["how"] in ("via", "vxlan") and place["node_ip"]:
         why = " (where %s's route %s sends the %s %s)" % (entry_name, place["evidence"], what, place["address"])
-        host, where = map_node_ip(place["node_ip"], addresses, resolve, why)
+        try:
+            host, where = map_node_ip(place["node_ip"], addresses, resolve, why)
+        except PathError:
+            # an IPv6 node address the inventory does not write: the node's other address on the same
+            # link (its MAC in the entry node's neighbour table), when exactly one host has one of them
+            found = {}
+            for other in place.get("same_link") or []:
+                try:
+                    other_host, other_where = map_node_ip(other, addresses)
+                except PathError:
+                    continue
+                found.setdefault(other_host, (other, other_where))
+            if len(found) != 1:
+                raise
+            host, (other, where) = next(iter(found.items()))
+            return host, "%s's route %s; %s has the MAC of %s, %s of %s (%s's neighbour table)" % (
+                entry_name, place["evidence"], place["node_ip"], other, where, host, entry_name)
         return host, "%s's route %s; %s is %s of %s" % (entry_name, place["evidence"], place["node_ip"], where, host)
     if place["how"] == "via" and place.get("link_local"):
         raise PathError(

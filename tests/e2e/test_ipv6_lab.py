@@ -76,6 +76,20 @@ def test_udp_refusal_over_ipv6_is_the_icmpv6_error(lab_factory, tmp_path):
     assert [r for r in hop_rows(report) if r[0] == "request"] == _rows(VXLAN6)[:6]
 
 
+def test_inventory_without_ip6_maps_the_node_through_its_mac(lab_factory, tmp_path):
+    # most inventories name nodes by IPv4 only: node-a's neighbour table gives node-b's IPv6 address
+    # the MAC of its IPv4 one (route_info's peers[].same_link)
+    lab_factory("vxlan", 2, ipv6=True)
+    inventory = tmp_path / "inventory-v4.ini"
+    with open(labctl.inventory_path()) as handle:
+        inventory.write_text(re.sub(r" ip6=\S+", "", handle.read()))
+    assert "ip6=" not in inventory.read_text()
+    rc, out, report = trace(tmp_path / "run", *flow(SRC6, DST6, 443), inventory=str(inventory))
+    assert rc == 0, out[-3000:]
+    assert hop_rows(report) == _rows(VXLAN6)
+    assert "fd00:10:240::2 has the MAC of 10.240.0.9, ansible_host of node-b (node-a's neighbour table)" in " ".join(out.split())
+
+
 def test_ipv4_still_healthy_on_the_dual_stack_lab(lab_factory, tmp_path):
     lab_factory("vxlan", 2, ipv6=True)
     rc, out, report = trace(tmp_path, *flow(SRC4, DST4, 443))

@@ -139,16 +139,18 @@ def pod_sysctls(nsutil):
 
 
 def greet_peers(nsutil, cluster):
-    """One UDP datagram from every node to every peer's IPv6 node address (port 179, where BIRD's
-    BGP session would run between them): the real neighbour discovery it causes leaves each node
-    a neighbour entry of every peer's global address, as the BGP sessions leave on a Calico node.
-    route_info maps a link-local next hop to its node through that entry (same MAC)."""
+    """One UDP datagram from every node to each peer's IPv6 and IPv4 node address (port 179, where
+    BIRD's BGP sessions would run between them): the real neighbour discovery and ARP they cause
+    leave each node neighbour entries of every peer's addresses, as the node-to-node traffic of a
+    Calico cluster does. route_info ties a link-local next hop, and a peer's IPv6 address, to the
+    peer's other addresses through them (same MAC)."""
     for n in cluster["nodes"]:
         with nsutil.netns(n["netns"]):
-            s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-            try:
-                for o in cluster["nodes"]:
-                    if o is not n:
-                        s.sendto(b"hoptrace-lab", (o["ip6"], 179))
-            finally:
-                s.close()
+            for family, key in ((socket.AF_INET6, "ip6"), (socket.AF_INET, "ip")):
+                s = socket.socket(family, socket.SOCK_DGRAM)
+                try:
+                    for o in cluster["nodes"]:
+                        if o is not n:
+                            s.sendto(b"hoptrace-lab", (o[key], 179))
+                finally:
+                    s.close()

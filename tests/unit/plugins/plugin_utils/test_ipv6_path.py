@@ -164,3 +164,38 @@ def test_vxlan_v6_path_and_plan_with_ip6_filters():
 def test_mixed_families_are_refused_before_anything_runs():
     with pytest.raises(ValidationError, match="different IP families"):
         validate_flow(SRC6, "172.17.25.239", "tcp", 443)
+
+
+# ---------------------------------------------------------------- an inventory that names IPv4 addresses only
+
+V4_INVENTORY = inventory_addresses({"node-a": {"ansible_host": "10.240.128.12"}, "node-b": {"ansible_host": "10.240.0.9"}})
+
+
+def test_ipv6_peers_carry_their_other_addresses_from_the_neighbour_table():
+    table = ni.neigh_from_text(text("lab_neigh_eth0_vxlan.txt"))
+    peers = [{"node_ip": "fd00:10:240::2", "dev": "eth0"}, {"node_ip": "10.240.0.9", "dev": "eth0"},
+             {"node_ip": "fd00:10:240::7", "dev": "eth0"}]
+    assert ni.same_link_devs(peers) == ["eth0"]
+    assert ni.add_same_link(peers, {"eth0": table}) == [
+        {"node_ip": "fd00:10:240::2", "dev": "eth0", "same_link": ["10.240.0.9"]},
+        {"node_ip": "10.240.0.9", "dev": "eth0"},                       # IPv4 peers are left as they are
+        {"node_ip": "fd00:10:240::7", "dev": "eth0", "same_link": []}]  # not in the table
+    assert lab("vxlan")["node-a"]["peers"][1]["same_link"] == ["10.240.0.9"]
+
+
+@pytest.mark.parametrize("mode,evidence", [
+    ("vxlan", "fd00:10:244::80/122 via fd00:10:244::80 dev vxlan-v6.calico proto bird"),
+    ("bgp", "fd00:10:244::80/122 via fe80::68:74ff:fe06:1 dev eth0 proto bird")])
+def test_ipv6_node_address_maps_through_its_mac_when_the_inventory_names_ipv4_only(mode, evidence):
+    flow = {"src": SRC6, "dst": DST6, "proto": "tcp", "port": 443}
+    path = trace_path("node-a", lab(mode)["node-a"], flow, V4_INVENTORY)
+    assert path["hosts"] == ["node-a", "node-b"]
+    assert path["dst"]["found_by"] == ("node-a's route %s; fd00:10:240::2 has the MAC of 10.240.0.9, ansible_host of "
+                                       "node-b (node-a's neighbour table)" % evidence)
+
+
+def test_ipv6_node_address_nothing_maps_asks_for_ip6():
+    entry = dict(lab("vxlan")["node-a"])
+    entry["peers"] = [dict(p, same_link=[]) for p in entry["peers"]]
+    with pytest.raises(PathError, match=r"node IP fd00:10:240::2 .* Add ip6=fd00:10:240::2 \(or ansible_host\)"):
+        trace_path("node-a", entry, {"src": SRC6, "dst": DST6, "proto": "tcp", "port": 443}, V4_INVENTORY)
