@@ -205,8 +205,8 @@ peers:
   description:
     - Underlay device and source address towards each peer node seen in RV(remote_blocks).
     - An IPv6 peer has C(same_link), the other addresses its MAC has in the neighbour table of that
-      device (C(ip neigh show dev eth0), read only when there are IPv6 peers), IPv4 first: the
-      address an inventory usually names the node by.
+      device (C(ip neigh show dev eth0), read only when there are IPv6 peers), IPv4 first (the
+      address an inventory usually names the node by).
   returned: always
   type: list
   elements: dict
