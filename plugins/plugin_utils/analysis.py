@@ -22,7 +22,7 @@ from collections import Counter
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import cause as why_
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import decode as dec
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import repeat as repeat_
-from ansible_collections.hoptrace.k8s.plugins.plugin_utils import services as services_
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils import service_text
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import wg_underlay
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.pcapio import Capture, CaptureError
 
@@ -720,7 +720,7 @@ def _analyze_candidates(plan, captures, vxlan_ports, repeat):
         service["chosen_by"] = "the captures: its hops saw the flow after the DNAT, those of %s did not" % ", ".join(others)
     else:
         service["chosen_by"] = "unknown: no capture after the DNAT saw the flow; %s could have been chosen as well" % ", ".join(others)
-    service["line"] = services_.describe(service)
+    service["line"] = service_text.describe(service)
     chosen["service"] = service
     return analyze(chosen, captures, vxlan_ports, repeat)
 

@@ -1,0 +1,30 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) hoptrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The sentence that names a traced Service and its backend (stdlib only: the analysis imports it
+without the planning code, which needs netaddr and ansible)."""
+
+from __future__ import annotations
+
+
+def describe(svc):
+    """``Service 10.96.10.20:443 -> backend 172.17.25.239:443 (pod ns/name on node-b), chosen by kube-proxy's DNAT on node-a``."""
+    head = "Service %s:%s" % (svc["address"], svc["port"])
+    if svc.get("name"):
+        head += " (%s)" % svc["name"]
+    backend = svc.get("backend")
+    if not backend and svc.get("endpoints"):
+        return "%s -> one of %d endpoints (%s), chosen per connection by kube-proxy's DNAT on %s" % (
+            head, len(svc["endpoints"]), ", ".join(svc["endpoints"]), svc.get("dnat_on"))
+    if not backend:
+        return "%s has no endpoints: kube-proxy's REJECT rule on %s answers" % (head, svc.get("dnat_on"))
+    where = []
+    if backend.get("pod"):
+        where.append("pod %s" % backend["pod"])
+    if backend.get("node"):
+        where.append("on %s" % backend["node"])
+    text = "%s -> backend %s:%s%s, chosen by kube-proxy's DNAT on %s" % (
+        head, backend["ip"], backend["port"], " (%s)" % " ".join(where) if where else "", svc.get("dnat_on"))
+    if len(svc.get("endpoints") or []) > 1:
+        text += " (1 of %d endpoints; %s)" % (len(svc["endpoints"]), svc.get("chosen_by") or "?")
+    return text
