@@ -8,7 +8,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleError, AnsibleFilterError
 
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.plan import build_plan
-from ansible_collections.hoptrace.k8s.plugins.plugin_utils.services import backend_flow, merge_candidates, public, rewrite_plan
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.services import backend_flow, merge_candidates, nodeport_plan, public, rewrite_plan
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.validation import validate_flow
 
 DOCUMENTATION = r"""
@@ -114,6 +114,8 @@ def trace_plan(nodes, src=None, dst=None, proto=None, port=None, flow=None, node
     if not src or not dst:
         raise AnsibleFilterError("trace_plan: give src and dst (pod IPs), e.g. trace_plan(src='172.17.25.79', dst='172.17.25.239', port=443)")
     try:
+        if service and service.get("kind") == "nodeport" and service.get("backend"):
+            return nodeport_plan(nodes, validate_flow(src, dst, proto or "tcp", port), service)
         if service and service.get("endpoints"):
             # the hops after the source node's DNAT go to the backend; the source veth sees the Service
             # address. Several endpoints: one plan per candidate, the analysis picks the one the packets took

@@ -17,12 +17,14 @@ payload (SYN, ACK, FIN, RST) never change shape and are matched one by one.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import Counter
 
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import cause as why_
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import decode as dec
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import repeat as repeat_
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import service_text
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils import unsnat as unsnat_
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import wg_underlay
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.pcapio import Capture, CaptureError
 
@@ -702,6 +704,40 @@ def _candidate_score(plan, captures, vxlan_ports):
                and not (r["direction"] == "response" and r["role"] == "src-veth"))
 
 
+def _analyze_unsnat(plan, captures, vxlan_ports, repeat):
+    """A NodePort: the backend veth's capture, rewritten to the flow's addresses before the node's DNAT
+    and masquerade (plugin_utils/unsnat.py), is analysed in place of the file; the report names the file."""
+    plan = dict(plan, captures=[dict(c) for c in plan["captures"]])
+    files = {c.get("key"): c for c in captures or []}
+    request = [h for h in plan.get("hops") or [] if h.get("direction") == "request"]
+    request.sort(key=lambda h: h.get("index", 0))
+    given, temp = [dict(c) for c in captures or []], tempfile.mkdtemp(prefix="hoptrace-unsnat-")
+    try:
+        for capture in plan["captures"]:
+            spec = capture.pop("unsnat", None)
+            hop = next((i for i, h in enumerate(request) if h.get("capture") == capture.get("key")), None)
+            mine, up = files.get(capture.get("key")), files.get(request[hop - 1].get("capture")) if hop else None
+            if not spec or not mine or not up or mine.get("status") != "ok" or up.get("status") != "ok" \
+                    or not os.path.exists(mine.get("file") or "") or not os.path.exists(up.get("file") or ""):
+                continue
+            syns = unsnat_.syn_ports(up["file"], spec["node_ip"], spec["node_port"])
+            out = os.path.join(temp, "%d.pcap" % len(os.listdir(temp)))
+            unsnat_.rewrite(mine["file"], out, spec["pod"], spec["node_ip"], spec["node_port"], spec["backend"],
+                            spec["backend_port"], syns)
+            for entry in given:
+                if entry.get("key") == capture.get("key"):
+                    entry["file"] = out
+        report = analyze(plan, given, vxlan_ports, repeat)
+    finally:
+        for name in os.listdir(temp):
+            os.unlink(os.path.join(temp, name))
+        os.rmdir(temp)
+    for cap in report["captures"]:
+        if cap["key"] in files:
+            cap["file"] = files[cap["key"]].get("file")
+    return report
+
+
 def _analyze_candidates(plan, captures, vxlan_ports, repeat):
     """A Service with several endpoints: the candidate whose post-DNAT hops saw the flow is the backend
     kube-proxy chose; the report is that candidate's."""
@@ -736,6 +772,8 @@ def analyze(plan, captures, vxlan_ports=None, repeat=None):
     """
     if (plan or {}).get("candidates"):
         return _analyze_candidates(plan, captures, vxlan_ports, repeat)
+    if any(c.get("unsnat") for c in (plan or {}).get("captures") or []):
+        return _analyze_unsnat(plan, captures, vxlan_ports, repeat)
     an = Analysis(plan, captures, vxlan_ports)
     an.scan_all()
     wireguard = wg_underlay.match(an)

@@ -347,6 +347,39 @@ def _add_host(result, place, entry_name, entry, entry_address):
         result["node_ips"][host] = ip
 
 
+def _node_host(address, addresses):
+    """The inventory host whose address ``address`` is (a NodePort's node), or None."""
+    try:
+        return map_node_ip(address, addresses)[0]
+    except PathError:
+        return None
+
+
+def _nodeport_place(entry_name, entry, service, node_host, place, addresses, resolve):
+    """A NodePort: the node that owns the address DNATs (and masquerades) to its endpoints, traced when
+    they are that node's own pods."""
+    if len(service["endpoints"]) != 1:
+        raise PathError(
+            "NodePort %s:%s (%s) has %s; tracing a NodePort follows one endpoint on the node addressed: trace the "
+            "endpoint itself with -e dst=IP -e port=PORT" % (service["address"], service["port"], service["service"],
+                                                           "no endpoints" if not service["endpoints"] else
+                                                           "%d endpoints" % len(service["endpoints"])))
+    endpoint = service["endpoints"][0]
+    backend = _endpoint_place(entry_name, entry, service, endpoint, addresses, resolve)
+    if backend["host"] != node_host:
+        raise PathError(
+            "NodePort %s:%s (%s) DNATs on %s to %s:%s on %s; a NodePort whose endpoint is on another node than the "
+            "one addressed is not traced yet: trace from that node's pods, or the endpoint itself"
+            % (service["address"], service["port"], service["service"], node_host, endpoint["ip"], endpoint["port"], backend["host"]))
+    service["backend"] = dict(endpoint)
+    service["dnat_on"] = node_host
+    service["chosen_by"] = "the Service's only endpoint"
+    place = dict(place, how="nodeport", host=node_host, node_ip=service["address"],
+                 found_by="the NodePort's node %s (%s); backend %s:%s there (%s)" % (
+                     node_host, service["address"], endpoint["ip"], endpoint["port"], backend["found_by"]))
+    return place
+
+
 def _endpoint_place(entry_name, entry, service, endpoint, addresses, resolve):
     """Where a Service endpoint lives (a pod), as the entry node's routes say; the endpoint gets ``host``."""
     place = locate(entry_name, entry, endpoint["ip"])
@@ -383,12 +416,15 @@ def trace_path(entry_name, entry, flow, addresses, resolve=None, entry_address=N
         if what == "dst" and place["how"] in ("external", "unrouted"):
             # not a pod: a Service address when the entry node's kube-proxy rules name it; the hops after
             # the source node's DNAT go to its backend (plugin_utils/services.py)
+            node_host = _node_host(flow["dst"], addresses)
             try:
-                service = service_of(entry_name, entry, flow)
+                service = service_of(entry_name, entry, flow, local=node_host is not None)
             except ServiceError as exc:
                 raise PathError(str(exc)) from None
             result["service"] = service
-            if service and service["endpoints"]:
+            if service and service["kind"] == "nodeport":
+                place = _nodeport_place(entry_name, entry, service, node_host, place, addresses, resolve)
+            elif service and service["endpoints"]:
                 places = [_endpoint_place(entry_name, entry, service, e, addresses, resolve) for e in service["endpoints"]]
                 place = places[0]
                 for extra in places[1:]:
@@ -432,7 +468,9 @@ def describe(path):
         place = path[what]
         if what == "dst" and path.get("service"):
             svc = path["service"]
-            if svc["backend"]:
+            if svc["kind"] == "nodeport":
+                ends = "NodePort of %s, backend %s:%s there" % (place["host"], svc["backend"]["ip"], svc["backend"]["port"])
+            elif svc["backend"]:
                 ends = "backend %s:%s on %s (%s)" % (svc["backend"]["ip"], svc["backend"]["port"], place["host"], place["found_by"])
             elif svc["endpoints"]:
                 ends = "endpoints %s" % ", ".join("%s:%s on %s" % (e["ip"], e["port"], e.get("host")) for e in svc["endpoints"])

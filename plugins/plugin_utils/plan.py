@@ -725,3 +725,9 @@ def _external(builder, nodes, src_node, src_veth, flow, warnings):
     builder.hop("response", src_node, "underlay-in", dev, capture_role="egress", node_ip=node_ip, snat_ips=snat)
     builder.hop("response", src_node, "src-veth", src_veth, node_ip=node_ip)
     return encap
+
+
+# what plugin_utils/services.py builds a NodePort's hops with
+Builder = _Builder
+check_nodes, find_workload, searched, node_ips = _check_nodes, _find_workload, _searched, _node_ips
+route_for, first_egress, finish, links_of = _route, _first_egress, _plan, _links

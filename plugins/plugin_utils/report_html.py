@@ -422,7 +422,8 @@ def title(report):
     service = report.get("service") or {}
     if service.get("backend"):
         # the hops go to the backend; the user asked for the Service
-        dst = "%s:%s -> %s" % (service["address"], service["port"], dst)
+        backend = service["backend"]
+        dst = "%s:%s -> %s:%s" % (service["address"], service["port"], backend["ip"], backend["port"])
     nodes = report.get("src_node") or "?"
     if report.get("dst_node") and report.get("dst_node") != report.get("src_node"):
         nodes += " -> %s" % report["dst_node"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 def describe(svc):
     """``Service 10.96.10.20:443 -> backend 172.17.25.239:443 (pod ns/name on node-b), chosen by kube-proxy's DNAT on node-a``."""
-    head = "Service %s:%s" % (svc["address"], svc["port"])
+    head = "%s %s:%s" % ("NodePort" if svc.get("kind") == "nodeport" else "Service", svc["address"], svc["port"])
     if svc.get("name"):
         head += " (%s)" % svc["name"]
     backend = svc.get("backend")
@@ -23,8 +23,9 @@ def describe(svc):
         where.append("pod %s" % backend["pod"])
     if backend.get("node"):
         where.append("on %s" % backend["node"])
-    text = "%s -> backend %s:%s%s, chosen by kube-proxy's DNAT on %s" % (
-        head, backend["ip"], backend["port"], " (%s)" % " ".join(where) if where else "", svc.get("dnat_on"))
+    text = "%s -> backend %s:%s%s, chosen by kube-proxy's DNAT on %s%s" % (
+        head, backend["ip"], backend["port"], " (%s)" % " ".join(where) if where else "", svc.get("dnat_on"),
+        " (masquerading the source)" if svc.get("masquerade") and svc.get("kind") == "nodeport" else "")
     if len(svc.get("endpoints") or []) > 1:
         text += " (1 of %d endpoints; %s)" % (len(svc["endpoints"]), svc.get("chosen_by") or "?")
     return text

@@ -16,6 +16,7 @@ analysis matches its packets with the backend's on the later hops. Pure.
 from __future__ import annotations
 
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import kubeproxy
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils import plan as plan_
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.bpf import any_of, capture_filter
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.service_text import describe
 
@@ -123,7 +124,7 @@ def public(service, plan=None):
         "address": service.get("address"), "port": service.get("port"), "mode": service.get("mode"),
         "read_on": service.get("read_on"), "endpoints": ["%s:%s" % (e["ip"], e["port"]) for e in service.get("endpoints") or []],
         "masquerade": bool(service.get("masquerade")), "rejected": service.get("rejected"),
-        "dnat_on": (plan or {}).get("src_node") or service.get("read_on"), "backend": None,
+        "dnat_on": service.get("dnat_on") or (plan or {}).get("src_node") or service.get("read_on"), "backend": None,
         "chosen_by": service.get("chosen_by"),
     }
     if backend:
@@ -131,3 +132,68 @@ def public(service, plan=None):
                           "pod": service.get("backend_pod")}
     out["line"] = describe(out)
     return out
+
+
+def nodeport_plan(nodes, flow, service):
+    """The hops of a pod's connection to a NodePort whose endpoint is on the node addressed: the source
+    pod's veth and the source node's egress device, the node's underlay device (the packet as sent, to
+    ``node IP:nodePort``), then the backend's veth after the DNAT and masquerade. The last capture is
+    filtered on the backend's address and port and carries ``unsnat`` (plugin_utils/unsnat.py)."""
+    nodes, unread = plan_.check_nodes(nodes)
+    warnings = ["%s could not be read (%s)" % item for item in sorted(unread.items())]
+    holders = plan_.find_workload(nodes, flow["src"], warnings)
+    if len(holders) != 1:
+        raise plan_.PlanError("src %s is not one pod on the nodes read (%s)" % (flow["src"], plan_.searched(nodes)))
+    src_node, src_veth = holders[0]
+    target, backend = service["dnat_on"], service["backend"]
+    route = plan_.route_for(src_node, nodes[src_node], flow["dst"])
+    if route is None:
+        raise plan_.PlanError("%s has no route to the NodePort's node address %s" % (src_node, flow["dst"]))
+    _gateway, dev = plan_.first_egress(src_node, route, flow["dst"], warnings)
+    a_ip = route.get("prefsrc") or next(iter(plan_.node_ips(nodes[src_node], 4)), None)
+    builder = plan_.Builder(nodes, flow)
+    if target in nodes:
+        veth = next((d for n, d in plan_.find_workload(nodes, backend["ip"], warnings) if n == target), None)
+        back = plan_.route_for(target, nodes[target], a_ip)
+        under = plan_.first_egress(target, back, a_ip, warnings)[1] if back else None
+        in_hop, veth_hop = dict(interface=under), dict(interface=veth)
+    else:
+        in_hop = dict(interface=None, select={"route_to": a_ip})
+        veth_hop = dict(interface=None, select={"route_to": backend["ip"], "local": True})
+    builder.hop("request", src_node, "src-veth", src_veth, node_ip=a_ip)
+    builder.hop("request", src_node, "underlay-out", dev, capture_role="egress", node_ip=a_ip)
+    builder.hop("request", target, "underlay-in", capture_role="egress", node_ip=flow["dst"], **in_hop)
+    builder.hop("request", target, "dst-veth", node_ip=flow["dst"], **veth_hop)
+    # the answer goes back the way the node routes the source pod: through the pod network's tunnel
+    # when there is one (the request to a node address went on the underlay) - the encapsulation of the
+    # source node's route to the backend, as Calico routes both ways alike
+    encap, tunnel, port = "none", None, None
+    pod_route = plan_.route_for(src_node, nodes[src_node], backend["ip"])
+    if pod_route is not None:
+        pod_dev = plan_.first_egress(src_node, pod_route, backend["ip"], warnings)[1]
+        kind = plan_.link_kind(nodes[src_node], pod_dev)
+        if kind in plan_.TUNNEL_KINDS:
+            encap, tunnel = kind, pod_dev
+            link = plan_.links_of(nodes[src_node]).get(pod_dev) or {}
+            port = ((link.get("vxlan") or {}).get("port") or plan_.DEFAULT_PORTS["vxlan"]) if kind == "vxlan" else \
+                (plan_.DEFAULT_PORTS["wireguard"] if kind == "wireguard" else None)
+    builder.hop("response", target, "dst-veth", node_ip=flow["dst"], **veth_hop)
+    if tunnel:
+        tunnel_hop = dict(interface=tunnel) if target in nodes else dict(interface=None, select={"route_to": flow["src"]})
+        builder.hop("response", target, "tunnel-out", node_ip=flow["dst"], **tunnel_hop)
+        builder.hop("response", target, "underlay-out", encap=encap, peer=a_ip, port=port, node_ip=flow["dst"], **in_hop)
+        builder.hop("response", src_node, "underlay-in", dev, encap, flow["dst"], port, node_ip=a_ip)
+        builder.hop("response", src_node, "tunnel-in", tunnel, node_ip=a_ip)
+    else:
+        builder.hop("response", target, "underlay-out", capture_role="egress", node_ip=flow["dst"], **in_hop)
+        builder.hop("response", src_node, "underlay-in", dev, capture_role="egress", node_ip=a_ip)
+    builder.hop("response", src_node, "src-veth", src_veth, node_ip=a_ip)
+    plan = plan_.finish(builder, flow, src_node, target, "none", encap, warnings)
+    veth_key = plan["hops"][3]["capture"]
+    for capture in plan["captures"]:
+        if capture["key"] == veth_key:
+            capture["filter"] = "host %s and tcp port %d" % (backend["ip"], int(backend["port"]))
+            capture["unsnat"] = {"pod": flow["src"], "node_ip": flow["dst"], "node_port": int(flow["port"]),
+                                 "backend": backend["ip"], "backend_port": int(backend["port"])}
+    plan["service"] = public(service, plan)
+    return plan

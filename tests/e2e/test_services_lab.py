@@ -1,7 +1,7 @@
 """Traces to Kubernetes Services on the lab: kube-proxy-shaped nat rules (tests/lab/kubeproxy.py) on
 every node, real kernel DNAT/un-DNAT and REJECT, the real playbook over SSH.
 
-One lab shape (ipip, 2 nodes) with the lab's Services for the whole module; five traces.
+One lab shape (ipip, 2 nodes) with the lab's Services for the whole module; six traces.
 """
 import json
 import os
@@ -17,6 +17,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 SEED_SVC = "10.96.10.20"          # openshift-ingress/router-internal-default:https -> 172.17.25.239:443 (node-b)
 WEB_SVC = "10.96.10.30"           # default/web:https -> 172.17.25.66:443 (node-a), 172.17.25.193:443 (node-b)
 EMPTY_SVC = "10.96.10.40"         # default/empty:https, no endpoints
+NODE_B = "10.240.0.9"             # default/web-nodeport:https, nodePort 30443 -> 172.17.25.193:443 (node-b)
 B_VETH, B2_VETH, A2_VETH = "calic25e805a467", "cali77a38a64072", "cali2a1ec19d610"
 REMOTE = [("node-a", SRC_VETH), ("node-a", "tunl0"), ("node-a", "eth0"), ("node-b", "eth0"), ("node-b", "tunl0")]
 
@@ -116,3 +117,26 @@ def test_dnat_done_but_backend_unreachable_says_where_it_stopped(services, tmp_p
     assert report["verdict"].startswith(
         "10.96.10.20:443 was DNATed by kube-proxy on node-a to 172.17.25.239:443 on node-b; request reached node-b tunl0 "
         "and was not seen on node-b calic25e805a467"), report["verdict"]
+
+
+def test_nodeport_of_another_node_is_dnated_and_masqueraded_there(services, tmp_path):
+    rc, out, report = trace(tmp_path, *args(NODE_B, 30443))
+    assert rc == 0, out[-3000:]
+    # the request goes to node-b's address on the underlay; node-b DNATs and masquerades it to its pod,
+    # whose answer goes back the way node-b routes the source pod: through the IPIP tunnel
+    assert hop_rows(report) == [
+        ("request", 1, "node-a", SRC_VETH, "seen"), ("request", 2, "node-a", "eth0", "seen"),
+        ("request", 3, "node-b", "eth0", "seen"), ("request", 4, "node-b", B2_VETH, "seen"),
+        ("response", 1, "node-b", B2_VETH, "seen"), ("response", 2, "node-b", "tunl0", "seen"),
+        ("response", 3, "node-b", "eth0", "seen"), ("response", 4, "node-a", "eth0", "seen"),
+        ("response", 5, "node-a", "tunl0", "seen"), ("response", 6, "node-a", SRC_VETH, "seen")]
+    assert report["verdict"] == "every hop saw the request and the response"
+    svc = report["service"]
+    assert svc["line"] == ("NodePort 10.240.0.9:30443 (default/web-nodeport) -> backend 172.17.25.193:443 (on node-b), "
+                           "chosen by kube-proxy's DNAT on node-b (masquerading the source)")
+    assert (svc["kind"], svc["masquerade"], svc["dnat_on"]) == ("nodeport", True, "node-b")
+    assert [h["encap"] for h in report["hops"] if h["direction"] == "response"] == ["none", "none", "ipip", "ipip", "none", "none"]
+    # the report names the capture files as tcpdump wrote them (the un-masqueraded copy was temporary)
+    veth = next(c for c in report["captures"] if c["key"] == "node-b/%s" % B2_VETH)
+    assert veth["file"].endswith("node-b/%s.pcap" % B2_VETH) and veth["matched"] == 6
+    _keep(report, "lab-service-nodeport.json")

@@ -209,9 +209,60 @@ def test_service_verdicts(tmp_path):
     assert rep["healthy"] is False
 
 
-@pytest.mark.parametrize("name", ["lab-service-clusterip.json", "lab-service-two-endpoints.json", "lab-service-no-endpoints.json"])
+@pytest.mark.parametrize("name", ["lab-service-clusterip.json", "lab-service-two-endpoints.json", "lab-service-no-endpoints.json",
+                                  "lab-service-nodeport.json"])
 def test_real_service_reports_follow_the_schema(name):
     from test_report_schema import SCHEMA, validate
     data = json.load(open(os.path.join(FIX, name)))
     assert validate(data, SCHEMA) == []
     assert data["service"]["mode"] == "iptables"
+
+
+def test_path_and_plan_of_a_nodeport_on_the_backends_node():
+    nodes = _nodes()
+    path = trace_path("worker-a", nodes["worker-a"], flow("10.240.0.9", 30443), INVENTORY)
+    assert path["hosts"] == ["worker-a", "worker-b"] and path["dst"]["how"] == "nodeport"
+    assert (path["service"]["kind"], path["service"]["dnat_on"], path["service"]["backend"]["ip"]) == ("nodeport", "worker-b", "172.17.25.193")
+    plan = trace_plan(nodes, flow=flow("10.240.0.9", 30443), service=path["service"])
+    assert [(h["direction"], h["node"], h["interface"], h["encap"]) for h in plan["hops"]] == [
+        ("request", "worker-a", "cali41f14107a8d", "none"), ("request", "worker-a", "eth0", "none"),
+        ("request", "worker-b", "eth0", "none"), ("request", "worker-b", "cali77a38a64072", "none"),
+        ("response", "worker-b", "cali77a38a64072", "none"), ("response", "worker-b", "tunl0", "none"),
+        ("response", "worker-b", "eth0", "ipip"), ("response", "worker-a", "eth0", "ipip"),
+        ("response", "worker-a", "tunl0", "none"), ("response", "worker-a", "cali41f14107a8d", "none")]
+    caps = {c["key"]: c for c in plan["captures"]}
+    assert caps["worker-b/cali77a38a64072"]["filter"] == "host 172.17.25.193 and tcp port 443"
+    assert caps["worker-b/cali77a38a64072"]["unsnat"] == {"pod": SRC, "node_ip": "10.240.0.9", "node_port": 30443,
+                                                          "backend": "172.17.25.193", "backend_port": 443}
+    # node-b's underlay serves the plain request and the IPIP answer
+    assert caps["worker-b/eth0"]["encap"] == "mixed" and "ip proto 4 and host 10.240.128.12" in caps["worker-b/eth0"]["filter"]
+    # deferred (not read): node-b's devices are selected on the node
+    plan = trace_plan({"worker-a": nodes["worker-a"]}, flow=flow("10.240.0.9", 30443), service=path["service"])
+    assert [c["key"] for c in plan["captures"] if c["node"] == "worker-b"] == [
+        "worker-b/?10.240.128.12", "worker-b/?172.17.25.193", "worker-b/?172.17.25.79"]
+
+
+def test_a_nodeport_whose_endpoint_is_elsewhere_is_refused():
+    rules = LAB.replace("172.17.25.193:443", "172.17.25.66:443")
+    with pytest.raises(PathError, match="DNATs on worker-b to 172.17.25.66:443 on worker-a; a NodePort whose endpoint is on another"):
+        trace_path("worker-a", entry(service_rules={"text": rules}), flow("10.240.0.9", 30443), INVENTORY)
+
+
+def test_unsnat_maps_the_masqueraded_port_back_by_the_syn_sequence(tmp_path):
+    from ansible_collections.hoptrace.k8s.plugins.plugin_utils import decode as dec
+    from ansible_collections.hoptrace.k8s.plugins.plugin_utils import unsnat
+    from ansible_collections.hoptrace.k8s.plugins.plugin_utils.pcapio import Capture
+    up, veth, out = str(tmp_path / "up.pcap"), str(tmp_path / "veth.pcap"), str(tmp_path / "out.pcap")
+    t0 = _synth.BASE_NS
+    _synth.write_pcap(up, [(t0, _synth.eth(_synth.ipv4(SRC, "10.240.0.9", 6, _synth.tcp(38362, 30443, 777, 0, 0x02), 1)))], 1)
+    _synth.write_pcap(veth, [
+        (t0 + 1000, _synth.eth(_synth.ipv4("10.240.0.9", "172.17.25.193", 6, _synth.tcp(61000, 443, 777, 0, 0x02), 1))),
+        (t0 + 2000, _synth.eth(_synth.ipv4("172.17.25.193", "10.240.0.9", 6, _synth.tcp(443, 61000, 9000, 778, 0x12), 2))),
+        # another connection to the backend, not of this flow: left as it is
+        (t0 + 3000, _synth.eth(_synth.ipv4("10.240.0.9", "172.17.25.193", 6, _synth.tcp(61001, 443, 5, 0, 0x02), 3)))], 1)
+    syns = unsnat.syn_ports(up, "10.240.0.9", 30443)
+    assert syns == {777: 38362}
+    assert unsnat.rewrite(veth, out, SRC, "10.240.0.9", 30443, "172.17.25.193", 443, syns) == 2
+    keys = [dec.decode_at(buf, off, n, lt).key for _ts, n, _o, buf, off, lt in Capture(out).records()]
+    show = [(dec.ip_text(k[4]), k[6], dec.ip_text(k[5]), k[7]) for k in keys]
+    assert show == [(SRC, 38362, "10.240.0.9", 30443), ("10.240.0.9", 30443, SRC, 38362), ("10.240.0.9", 61001, "172.17.25.193", 443)]

@@ -1,0 +1,81 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) hoptrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Undo a NodePort's DNAT and masquerade in the capture on the backend pod's veth, so that the
+analysis matches its packets with the hops before the translation.
+
+On the node that owns the NodePort, kube-proxy DNATs ``node IP:nodePort`` to the backend and
+masquerades the source (``KUBE-MARK-MASQ``, ``MASQUERADE --random-fully``): the backend's veth
+sees ``node address:random port -> backend:targetPort``. The source port is new, but TCP keeps
+its initial sequence number: the SYN seen upstream (``pod:port -> node IP:nodePort``) and the
+one on the veth carry the same ``seq``, which maps each masqueraded port back to the pod's. The
+capture is rewritten into a new pcap (addresses and ports in place; checksums are not part of the
+analysis' match) with the pre-translation tuple. TCP only (a UDP NodePort has no sequence number
+to follow). Pure, stdlib only.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils import decode as dec
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.pcapio import Capture
+
+_U32 = struct.Struct("!I")
+
+
+def syn_ports(path, node_ip, node_port):
+    """``{seq: source port}`` of the SYNs to ``node_ip:node_port`` in an upstream capture."""
+    target = dec.ip_key(node_ip)
+    found = {}
+    for _ts, caplen, _orig, buf, off, lt in Capture(path).records():
+        d = dec.decode_at(buf, off, caplen, lt)
+        if d is None:
+            continue
+        t = d.key
+        if t[dec.KEY_PROTO] == 6 and t[dec.KEY_DST] == target and t[dec.KEY_DPORT] == node_port \
+                and t[dec.KEY_OFFFLAGS] & 0x12 == 0x02:
+            found[t[dec.KEY_SEQ]] = t[dec.KEY_SPORT]
+    return found
+
+
+def rewrite(path, out, pod, node_ip, node_port, backend, backend_port, syns):
+    """Write ``out``: the capture at ``path`` with the backend's packets of the flow in the flow's
+    pre-translation addresses (``pod:port <-> node_ip:node_port``). Returns how many were rewritten."""
+    pod_b, node_b = socket.inet_aton(pod), socket.inet_aton(node_ip)
+    backend_k = dec.ip_key(backend)
+    ports = {}          # masqueraded port -> the pod's own
+    records = []
+    done = 0
+    cap = Capture(path)
+    linktype = None
+    for ts, caplen, _orig, buf, off, lt in cap.records():
+        linktype = lt if linktype is None else linktype
+        data = bytearray(buf[off:off + caplen])
+        d = dec.decode_at(buf, off, caplen, lt)
+        if d is not None and d.key[dec.KEY_PROTO] == 6 and d.key[0] >> 4 == 4:
+            t = d.key
+            ip = d.inner_offset
+            l4 = ip + (data[ip] & 0x0F) * 4
+            if t[dec.KEY_DST] == backend_k and t[dec.KEY_DPORT] == backend_port:
+                if t[dec.KEY_OFFFLAGS] & 0x12 == 0x02 and t[dec.KEY_SEQ] in syns:
+                    ports[t[dec.KEY_SPORT]] = syns[t[dec.KEY_SEQ]]
+                mine = ports.get(t[dec.KEY_SPORT])
+                if mine is not None and len(data) >= l4 + 4:
+                    data[ip + 12:ip + 20] = pod_b + node_b
+                    data[l4:l4 + 4] = struct.pack("!HH", mine, node_port)
+                    done += 1
+            elif t[dec.KEY_SRC] == backend_k and t[dec.KEY_SPORT] == backend_port:
+                mine = ports.get(t[dec.KEY_DPORT])
+                if mine is not None and len(data) >= l4 + 4:
+                    data[ip + 12:ip + 20] = node_b + pod_b
+                    data[l4:l4 + 4] = struct.pack("!HH", node_port, mine)
+                    done += 1
+        records.append((ts, caplen, bytes(data)))
+    with open(out, "wb") as handle:
+        handle.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, linktype if linktype is not None else 1))
+        for ts, caplen, data in records:
+            sec, ns = divmod(ts, 1000000000)
+            handle.write(struct.pack("<IIII", sec, ns, caplen, caplen) + data)
+    return done
