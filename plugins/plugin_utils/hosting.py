@@ -359,11 +359,10 @@ def _nodeport_place(entry_name, entry, service, node_host, place, addresses, res
     """A NodePort: the node that owns the address DNATs (and masquerades) to its endpoints, traced when
     they are that node's own pods."""
     if len(service["endpoints"]) != 1:
+        count = "%d endpoints" % len(service["endpoints"]) if service["endpoints"] else "no endpoints"
         raise PathError(
             "NodePort %s:%s (%s) has %s; tracing a NodePort follows one endpoint on the node addressed: trace the "
-            "endpoint itself with -e dst=IP -e port=PORT" % (service["address"], service["port"], service["service"],
-                                                           "no endpoints" if not service["endpoints"] else
-                                                           "%d endpoints" % len(service["endpoints"])))
+            "endpoint itself with -e dst=IP -e port=PORT" % (service["address"], service["port"], service["service"], count))
     endpoint = service["endpoints"][0]
     backend = _endpoint_place(entry_name, entry, service, endpoint, addresses, resolve)
     if backend["host"] != node_host:
