@@ -16,6 +16,8 @@ import ipaddress
 
 # iptables-save binaries, the alternatives' choice first; kube-proxy may use either backend
 SAVE_TOOLS = ('iptables-save', 'iptables-nft-save', 'iptables-legacy-save')
+# the dummy device kube-proxy's IPVS mode puts the Service addresses on
+IPVS_DEVICE = 'kube-ipvs0'
 
 
 def _net(text):

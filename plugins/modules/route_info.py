@@ -75,6 +75,7 @@ options:
         local or remote pod block holds it), kube-proxy's rules are read too (C(iptables-save), else
         C(iptables-nft-save) or C(iptables-legacy-save)) and returned as RV(service_rules), so that the
         controller finds the Service behind it. A pod address costs nothing more.
+      - On a node with kube-proxy's IPVS device C(kube-ipvs0), C(ipvsadm -Ln) is read too.
     type: str
     version_added: 0.2.0
 notes:
@@ -225,6 +226,7 @@ service_rules:
     - kube-proxy's rules when O(services_for) is not a pod address, null otherwise or when no
       iptables-save shows a C(KUBE-SERVICES) chain. C(source) names the tool, C(text) holds the
       table headers, the C(KUBE-*) chains and the jumps into them as iptables-save prints them.
+    - C(ipvs) holds C(ipvsadm -Ln) when the node has kube-proxy's IPVS device C(kube-ipvs0).
   returned: always
   type: dict
   sample: {source: iptables-save, text: "*nat\n:KUBE-SERVICES - [0:0]\n..."}
@@ -332,16 +334,24 @@ def read_route_gets(runner, addresses):
     return dict((a, read_route_get(runner, a)) for a in addresses)
 
 
-def read_service_rules(module):
-    """kube-proxy's rules from the first iptables-save that shows them, or None."""
+def read_service_rules(module, links):
+    """kube-proxy's rules from the first iptables-save that shows them, plus IPVS's virtual servers
+    (``ipvsadm -Ln``) when the node has kube-proxy's ``kube-ipvs0`` device; None when neither is there."""
+    found = None
     for tool in sr.SAVE_TOOLS:
         binary = module.get_bin_path(tool)
         if not binary:
             continue
         rc, out, dummy = module.run_command([binary], environ_update=LC_ENV)
         if rc == 0 and sr.has_services(out):
-            return {'source': tool, 'text': sr.trim(out)}
-    return None
+            found = {'source': tool, 'text': sr.trim(out)}
+            break
+    ipvsadm = module.get_bin_path('ipvsadm') if any(link.get('ifname') == sr.IPVS_DEVICE for link in links) else None
+    if ipvsadm:
+        rc, out, dummy = module.run_command([ipvsadm, '-Ln'], environ_update=LC_ENV)
+        if rc == 0:
+            found = dict(found or {'source': 'ipvsadm', 'text': ''}, ipvs=out)
+    return found
 
 
 def read_wireguard(runner, links, notes):
@@ -411,7 +421,7 @@ def collect(runner, ip=None, services_for=None):
     ni.add_same_link(result['peers'], neigh)
     result.update(routes=routes, links=links, addresses=addresses, source='json' if runner.json_ok else 'text',
                   route_get=read_route_get(runner, ip) if ip else None, notes=notes)
-    result['service_rules'] = read_service_rules(runner.module) if services_for and sr.needs_rules(result, services_for) else None
+    result['service_rules'] = read_service_rules(runner.module, links) if services_for and sr.needs_rules(result, services_for) else None
     return result
 
 
