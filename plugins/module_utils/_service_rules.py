@@ -18,6 +18,8 @@ import ipaddress
 SAVE_TOOLS = ('iptables-save', 'iptables-nft-save', 'iptables-legacy-save')
 # the dummy device kube-proxy's IPVS mode puts the Service addresses on
 IPVS_DEVICE = 'kube-ipvs0'
+# the table of kube-proxy's nftables mode (IPv4)
+NFT_TABLE = 'kube-proxy'
 
 
 def _net(text):

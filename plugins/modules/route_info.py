@@ -75,7 +75,8 @@ options:
         local or remote pod block holds it), kube-proxy's rules are read too (C(iptables-save), else
         C(iptables-nft-save) or C(iptables-legacy-save)) and returned as RV(service_rules), so that the
         controller finds the Service behind it. A pod address costs nothing more.
-      - On a node with kube-proxy's IPVS device C(kube-ipvs0), C(ipvsadm -Ln) is read too.
+      - On a node with kube-proxy's IPVS device C(kube-ipvs0), C(ipvsadm -Ln) is read too; without
+        kube-proxy's iptables chains, C(nft list table ip kube-proxy) (its nftables mode).
     type: str
     version_added: 0.2.0
 notes:
@@ -227,6 +228,8 @@ service_rules:
       iptables-save shows a C(KUBE-SERVICES) chain. C(source) names the tool, C(text) holds the
       table headers, the C(KUBE-*) chains and the jumps into them as iptables-save prints them.
     - C(ipvs) holds C(ipvsadm -Ln) when the node has kube-proxy's IPVS device C(kube-ipvs0).
+    - C(nft) holds C(nft list table ip kube-proxy) (kube-proxy's nftables mode) when no iptables-save
+      shows kube-proxy's chains.
   returned: always
   type: dict
   sample: {source: iptables-save, text: "*nat\n:KUBE-SERVICES - [0:0]\n..."}
@@ -346,6 +349,12 @@ def read_service_rules(module, links):
         if rc == 0 and sr.has_services(out):
             found = {'source': tool, 'text': sr.trim(out)}
             break
+    nft = module.get_bin_path('nft') if found is None else None
+    if nft:
+        # kube-proxy's nftables mode keeps its own table (no KUBE-SERVICES chain in iptables then)
+        rc, out, dummy = module.run_command([nft, 'list', 'table', 'ip', sr.NFT_TABLE], environ_update=LC_ENV)
+        if rc == 0 and out.strip():
+            found = {'source': 'nft', 'text': '', 'nft': out}
     ipvsadm = module.get_bin_path('ipvsadm') if any(link.get('ifname') == sr.IPVS_DEVICE for link in links) else None
     if ipvsadm:
         rc, out, dummy = module.run_command([ipvsadm, '-Ln'], environ_update=LC_ENV)

@@ -15,7 +15,7 @@ analysis matches its packets with the backend's on the later hops. Pure.
 
 from __future__ import annotations
 
-from ansible_collections.hoptrace.k8s.plugins.plugin_utils import kubeproxy, kubeproxy_ipvs
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils import kubeproxy, kubeproxy_ipvs, kubeproxy_nft
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import plan as plan_
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.bpf import any_of, capture_filter
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.service_text import describe
@@ -41,10 +41,13 @@ def service_of(entry_name, entry, flow, local=False):
     :raises ServiceError: more than MAX_ENDPOINTS endpoints (the path nodes stay bounded).
     """
     rules = (entry or {}).get("service_rules") or {}
-    if not (rules.get("text") or rules.get("ipvs")) or flow.get("proto") == "icmp" or flow.get("port") in (None, ""):
+    if not (rules.get("text") or rules.get("ipvs") or rules.get("nft")) or flow.get("proto") == "icmp" or flow.get("port") in (None, ""):
         return None
     found = kubeproxy.translate(rules["text"], flow["dst"], flow["port"], flow.get("proto") or "tcp",
                                 src=flow.get("src"), local=local)
+    if found is None and rules.get("nft"):
+        found = kubeproxy_nft.translate(rules["nft"], flow["dst"], flow["port"], flow.get("proto") or "tcp",
+                                        src=flow.get("src"), local=local)
     if found is None and rules.get("ipvs"):
         # IPVS mode: kube-proxy's iptables rules match ipsets, the virtual servers hold the translation
         found = kubeproxy_ipvs.translate(rules["ipvs"], flow["dst"], flow["port"], flow.get("proto") or "tcp", local=local)

@@ -1,0 +1,65 @@
+"""kube-proxy's nftables mode (plugin_utils/kubeproxy_nft.py) on a real `nft list table ip kube-proxy`
+(source in the fixture's header), and a trace's Service found through it."""
+import os
+
+from test_hosting import INVENTORY, entry
+from test_services import flow
+
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils import kubeproxy_nft as nft
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.hosting import trace_path
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REAL = open(os.path.join(HERE, "..", "..", "fixtures", "services", "nft-kube-proxy-table.txt")).read()
+POD = "10.42.0.5"
+
+
+def test_the_tables_maps_and_chains():
+    tables = nft.parse_table(REAL)
+    assert len(tables["maps"]["service-ips"]) == 9 and tables["maps"]["nodeport-ips"] == ["10.34.4.246"]
+    assert tables["maps"]["service-nodeports"] == ["tcp . 30000 : goto external-P6J77WGM-riset/hellopod-np-svc/tcp/"]
+    assert tables["chains"]["endpoint-MIBO4EMV-default/kubernetes/tcp/https__10.34.4.142/6443"] == [
+        "ip saddr 10.34.4.142 jump mark-for-masquerade", "meta l4proto tcp dnat to 10.34.4.142:6443"]
+
+
+def test_clusterip_with_one_and_nine_endpoints():
+    t = nft.translate(REAL, "10.43.0.1", 443, "tcp", src=POD)
+    assert (t["mode"], t["service"], t["port_name"], t["kind"], t["masquerade"]) == (
+        "nft", "default/kubernetes", "default/kubernetes:https", "clusterip", False)
+    assert [(e["ip"], e["port"], e["chance"]) for e in t["endpoints"]] == [("10.34.4.142", 6443, 1.0)]
+    assert t["rule"] == "10.43.0.1 . tcp . 443 : goto service-2QRHZV4L-default/kubernetes/tcp/https (map service-ips)"
+    # a source outside 10.42.0.0/16 is masqueraded
+    assert nft.translate(REAL, "10.43.0.1", 443, "tcp", src="10.34.4.10")["masquerade"] is True
+    t = nft.translate(REAL, "10.43.195.72", 8000, "tcp", src=POD)
+    assert len(t["endpoints"]) == 9 and t["endpoints"][0]["ip"] == "10.42.2.218" and t["endpoints"][0]["chance"] == 0.111111
+    # in the map, but its service chain is not in the excerpt: named, no endpoint seen
+    t = nft.translate(REAL, "10.43.0.10", 53, "udp", src=POD)
+    assert (t["port_name"], t["endpoints"], t["rejected"]) == ("kube-system/kube-dns:dns", [], None)
+    assert nft.translate(REAL, "10.43.0.99", 53, "tcp", src=POD) is None
+
+
+def test_nodeport_and_no_endpoints():
+    t = nft.translate(REAL, "10.34.4.246", 30000, "tcp", src=POD, local=True)
+    assert (t["kind"], t["service"], t["masquerade"], len(t["endpoints"])) == ("nodeport", "riset/hellopod-np-svc", True, 9)
+    assert t["chains"][:2] == ["external-P6J77WGM-riset/hellopod-np-svc/tcp/", "service-P6J77WGM-riset/hellopod-np-svc/tcp/"]
+    t = nft.translate(REAL, "10.43.21.102", 4317, "tcp", src=POD)
+    assert (t["service"], t["port_name"], t["endpoints"]) == ("riset/otelcol-opentelemetry-collector",
+                                                              "riset/otelcol-opentelemetry-collector:otlp", [])
+    assert t["rejected"].endswith(": goto reject-chain (map no-endpoint-services)")
+
+
+def test_a_trace_finds_the_service_through_nft():
+    table = REAL.replace("10.43.0.1 . tcp . 443", "10.96.10.20 . tcp . 443").replace("10.34.4.142", "172.17.25.239")
+    path = trace_path("worker-a", entry(service_rules={"source": "nft", "text": "", "nft": table}), flow("10.96.10.20"), INVENTORY)
+    assert (path["service"]["mode"], path["service"]["service"], path["dst"]["host"]) == ("nft", "default/kubernetes", "worker-b")
+
+
+def test_node_side_reads_the_nft_table_only_without_kube_proxys_iptables_chains():
+    from test_kubeproxy_ipvs import _Node
+
+    from ansible_collections.hoptrace.k8s.plugins.modules.route_info import read_service_rules
+    node = _Node({"iptables-save": "*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n", "nft": REAL})
+    assert read_service_rules(node, [{"ifname": "eth0"}]) == {"source": "nft", "text": "", "nft": REAL}
+    assert node.ran == [["/usr/sbin/iptables-save"], ["/usr/sbin/nft", "list", "table", "ip", "kube-proxy"]]
+    node = _Node({"iptables-save": "*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n", "nft": REAL})
+    assert "nft" not in read_service_rules(node, [{"ifname": "eth0"}])
+    assert node.ran == [["/usr/sbin/iptables-save"]]
