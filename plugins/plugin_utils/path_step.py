@@ -21,6 +21,7 @@ from ansible_collections.hoptrace.k8s.plugins.plugin_utils.hosting import (
     inventory_addresses,
     trace_path,
 )
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.validation import validate_host_folder
 
 RESOLVE_BUDGET = 3.0
 FOUND_KEY = "hoptrace_path"      # where the route_info action leaves the path in its result
@@ -70,9 +71,13 @@ def address_vars(hostvars, hosts, entry):
 
 
 def find_path(entry, result, flow, host_vars, resolve=resolve_names):
-    """``hosting.trace_path`` for this entry and result (raises ValueError as it does)."""
-    return trace_path(entry, result, flow, inventory_addresses(host_vars), resolve,
+    """``hosting.trace_path`` for this entry and result (raises ValueError as it does, and for a path
+    host whose name cannot name its folder in the run folder)."""
+    path = trace_path(entry, result, flow, inventory_addresses(host_vars), resolve,
                       entry_address=(host_vars.get(entry) or {}).get("ansible_host"))
+    for host in path["hosts"]:
+        validate_host_folder(host)
+    return path
 
 
 def _same_flow(a, b):

@@ -62,6 +62,21 @@ def validate_ifname(value, what="interface"):
     return name
 
 
+def validate_host_folder(name):
+    """Return an inventory host name that can name its folder in the run folder (``RUN/HOST/``).
+
+    A name with ``/``, a control character, or ``.``/``..`` would put that host's captures outside
+    its folder (``../../etc``) or into another's."""
+    text = name if isinstance(name, str) else ""
+    if not text or text in (".", "..") or "/" in text or "\\" in text or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValidationError(
+            "inventory host %r is on the path, and its captures are written to RUN_FOLDER/<host name>/: a host "
+            "name must not be empty, '.' or '..' nor contain '/', '\\' or control characters; rename the host in "
+            "the inventory (keep its address in ansible_host)" % (name,)
+        )
+    return text
+
+
 def validate_flow(src, dst, proto="tcp", port=None):
     """Validate one flow and return it normalised as a dict ``{src, dst, proto, port}``.
 

@@ -66,3 +66,25 @@ def test_the_filter_reuses_the_actions_path_and_keeps_it_out_of_entry_result():
     other = dict(FLOW, port=80)
     path = trace_path(result, flow=other, hostvars=host_vars, hosts=["worker-a", "worker-b"], entry="worker-a")
     assert path["hosts"] == ["worker-a", "worker-b"]
+
+
+def test_a_path_host_whose_name_would_leave_the_run_folder_is_refused_before_arming():
+    from test_hosting import entry
+
+    from ansible_collections.hoptrace.k8s.plugins.plugin_utils.path_step import find_path
+    from ansible_collections.hoptrace.k8s.plugins.plugin_utils.validation import ValidationError
+
+    for bad in ("../../etc", "a/b", "..", "x\\y", "tab\there"):
+        host_vars = {"worker-a": {"ansible_host": "10.240.128.12"}, bad: {"ip": "10.240.0.9"}}
+        try:
+            find_path("worker-a", entry(), FLOW, host_vars, resolve=no_lookup)
+        except ValidationError as exc:
+            assert str(exc) == (
+                "inventory host %r is on the path, and its captures are written to RUN_FOLDER/<host name>/: a host "
+                "name must not be empty, '.' or '..' nor contain '/', '\\' or control characters; rename the host in "
+                "the inventory (keep its address in ansible_host)" % (bad,))
+        else:
+            raise AssertionError("%r was accepted" % bad)
+    # an off-path host may be named anything: only the path's hosts get folders
+    host_vars = {"worker-a": {"ansible_host": "10.240.128.12"}, "worker-b": {"ip": "10.240.0.9"}, "../x": {"ip": "10.9.9.9"}}
+    assert find_path("worker-a", entry(), FLOW, host_vars, resolve=no_lookup)["hosts"] == ["worker-a", "worker-b"]
