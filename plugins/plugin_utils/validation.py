@@ -2,7 +2,8 @@
 # Copyright (c) hoptrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Validation of everything that ends up in a tcpdump filter or argv: IPs, ports, protocols,
-interface names. One ``validate_flow`` for the planner and the role.
+interface names; and of the host names that name folders of the run folder. One ``validate_flow``
+for the planner and the role.
 
 Every refusal is a :class:`ValidationError` (a ``ValueError``) whose message says what to fix.
 """
@@ -16,6 +17,8 @@ from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import AddressEr
 PROTOCOLS = ("tcp", "udp", "icmp")
 # Linux IFNAMSIZ is 16 with the NUL; VLAN (eth0.100), alias (eth0:1) and "veth@if5" spellings
 IFNAME_RE = re.compile(r"[A-Za-z0-9_.@:-]{1,15}")
+# what a host name may not hold to name its own folder: a path separator or a control character
+FOLDER_BAD_RE = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
 class ValidationError(ValueError):
@@ -68,7 +71,7 @@ def validate_host_folder(name):
     A name with ``/``, a control character, or ``.``/``..`` would put that host's captures outside
     its folder (``../../etc``) or into another's."""
     text = name if isinstance(name, str) else ""
-    if not text or text in (".", "..") or "/" in text or "\\" in text or any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if text in ("", ".", "..") or FOLDER_BAD_RE.search(text):
         raise ValidationError(
             "inventory host %r is on the path, and its captures are written to RUN_FOLDER/<host name>/: a host "
             "name must not be empty, '.' or '..' nor contain '/', '\\' or control characters; rename the host in "
