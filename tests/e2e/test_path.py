@@ -131,15 +131,6 @@ def test_inventory_without_cluster_groups_says_which_groups_exist(lab_factory, t
     assert not marker.exists()
 
 
-def _wait_for(predicate, timeout, step=0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
-
-
 def _tcpdumps(node):
     return labctl.exec_in_node(node, ["pgrep", "-c", "-x", "tcpdump"]).stdout.strip()
 
@@ -158,10 +149,10 @@ def test_node_that_stops_answering_after_arming(lab_factory, tmp_path):
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
     try:
-        assert _wait_for(lambda: _tcpdumps("node-b") == "3", 60), "node-b's captures were never armed"
+        assert labctl.wait_for(lambda: _tcpdumps("node-b") == "3", 60), "node-b's captures were never armed"
         # armed means the arm task has returned (the module still sends its result after tcpdump
         # listens): the play has gone on to the passive wait
-        assert _wait_for(lambda: any("Wait for live traffic" in line for line in list(lines)), 30), "".join(lines)[-3000:]
+        assert labctl.wait_for(lambda: any("Wait for live traffic" in line for line in list(lines)), 30), "".join(lines)[-3000:]
         labctl.fault_add("freeze", "node-b")
         frozen = time.monotonic()
         labctl.exec_in_pod(SRC, ["curl", "-sk", "--max-time", "2", "https://%s" % DST])   # live traffic for the window
@@ -173,7 +164,7 @@ def test_node_that_stops_answering_after_arming(lab_factory, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        tcpdump_gone = _wait_for(lambda: _tcpdumps("node-b") == "0", deadline + 10, step=0.5)
+        tcpdump_gone = labctl.wait_for(lambda: _tcpdumps("node-b") == "0", deadline + 10, step=0.5)
         labctl.fault_clear()
     assert proc.returncode == 2, out[-3000:]
     assert ended - started < deadline + 30, "the trace took %.1f s" % (ended - started)

@@ -212,11 +212,7 @@ def test_deadline_ends_a_forgotten_capture(lab):
     assert _tcpdumps("%s/%s.pcap" % (DIR, cid))
     time.sleep(max(0.0, started["deadline_at"] - time.time()) + 1.0)
     # the node's own timer ends it: give a loaded machine a few seconds more, not forever
-    for _ in range(20):
-        if _tcpdumps("%s/%s.pcap" % (DIR, cid)) == []:
-            break
-        time.sleep(0.25)
-    assert _tcpdumps("%s/%s.pcap" % (DIR, cid)) == []
+    assert labctl.wait_for(lambda: _tcpdumps("%s/%s.pcap" % (DIR, cid)) == [], 5, step=0.25)
     stopped = adhoc("node-a", "hoptrace.k8s.capture", {"id": cid, "state": "stopped", "directory": DIR})
     assert stopped["ended_by"] == "deadline" and stopped["captured"] == 0 and stopped["changed"] is False
     adhoc("node-a", "hoptrace.k8s.capture", {"id": cid, "state": "absent", "directory": DIR})

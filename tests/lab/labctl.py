@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -183,3 +184,13 @@ def fault_clear():
 
 def faults():
     return json.loads(lab("fault", "list", "--json"))
+
+
+def wait_for(predicate, timeout, step=0.1):
+    """Poll ``predicate`` every ``step`` seconds for up to ``timeout``; True once it held."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
