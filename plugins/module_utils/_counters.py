@@ -9,7 +9,9 @@ and DROP chain policies whose packet counters rose (iptables legacy and nft back
 IPv6, nft's own tables), the kernel's drop counters (``_kstats.WANTED``), conntrack's
 invalid/insert_failed/drop, the hop interfaces' rx/tx errors and drops; with the second snapshot
 also what does not need a delta: the hop interfaces' MTU, FAILED/INCOMPLETE neighbours,
-``ip_forward``/``rp_filter`` and what the kernel does with the flow's addresses (``ip route get``).
+``ip_forward``/``rp_filter``, what the kernel does with the flow's addresses (``ip route get``) and,
+after a trace to a Service, the conntrack entries of the flow on the node that translates it
+(``_conntrack``: which backend its DNAT chose, whether it masqueraded).
 
 Every reader runs at once (``Snapshot`` starts them all, ``collect`` waits) and the whole snapshot
 is bounded by TIMEOUT seconds: a reader still running then is killed. A missing tool or file is a
@@ -24,6 +26,7 @@ import os
 import subprocess
 import time
 
+from ansible_collections.hoptrace.k8s.plugins.module_utils import _conntrack as ct
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _kstats as ks
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _links as lk
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _netfilter as nf
@@ -72,11 +75,13 @@ class Snapshot(object):
 
     ``which(name)`` finds a tool (``module.get_bin_path``), ``interfaces`` are the hop interfaces,
     ``routes`` the addresses to ask ``ip route get`` about, ``final`` the second snapshot (MTU,
-    neighbours, sysctls and routes are read only then).
+    neighbours, sysctls and routes are read only then), ``flow`` (``_conntrack.check_flow``) the
+    flow whose conntrack entries the second snapshot reads.
     """
 
-    def __init__(self, which, interfaces, routes=(), final=False, timeout=TIMEOUT):
+    def __init__(self, which, interfaces, routes=(), final=False, timeout=TIMEOUT, flow=None):
         self.which, self.final = which, final
+        self.flow = flow if final else None
         self.interfaces = sorted(set(i for i in interfaces if i and i != 'any'))
         self.routes = list(routes)[:ROUTES_MAX]
         self.started = time.time()
@@ -117,6 +122,9 @@ class Snapshot(object):
             self.conntrack = self._which(('conntrack',))
             if self.conntrack:
                 self._start(('conntrack',), [self.conntrack, '-S'])
+        self.flow_tool = self._which(('conntrack',)) if self.flow else None
+        if self.flow_tool:
+            self._start(('flow-conntrack',), ct.argv(self.flow_tool, self.flow))
 
     def _which(self, tools):
         for tool in tools:
@@ -205,6 +213,8 @@ class Snapshot(object):
             text = _read(path)
             if text is not None and text.strip().lstrip('-').isdigit():
                 snap['sysctl'][name] = int(text.strip())
+        if self.flow:
+            snap['flow_conntrack'] = self._flow_conntrack()
         snap['routes'] = {}
         for addr in self.routes:
             got = self._result(('route', addr), 'the route to %s' % addr)
@@ -220,6 +230,21 @@ class Snapshot(object):
                 if rc == 0:
                     route['route'] = lk.refusing_route(out, addr)
             snap['routes'][addr] = route
+
+    def _flow_conntrack(self):
+        """The flow's conntrack entries: conntrack -L, else /proc/net/nf_conntrack, else a note why not."""
+        proc = self.procs.get(('flow-conntrack',))
+        if proc is not None:
+            rc, out, err = proc.result(self.deadline)
+            if rc == 0:
+                return ct.bounded(ct.parse(out, self.flow), ' '.join(['conntrack'] + proc.argv[1:]))
+            said = 'did not answer within %g s' % self.timeout if rc is None else 'exited %d (%s)' % (
+                rc, ((err or out or '').strip().splitlines() or ['no message'])[0][:160])
+            if not os.path.exists(ct.PROC):
+                return ct.unread('conntrack -L %s and there is no %s' % (said, ct.PROC))
+        elif not os.path.exists(ct.PROC):
+            return ct.unread('conntrack %s and there is no %s' % ('could not be started' if self.flow_tool else 'is not installed', ct.PROC))
+        return ct.read_proc(self.flow, self.deadline)
 
 
 def compact(snap):
@@ -244,6 +269,8 @@ def delta(before, after):
     notes = list(after.get('notes') or [])
     out = {'neighbours': after.get('neighbours', []), 'sysctl': after.get('sysctl', {}), 'routes': after.get('routes', {}),
            'addresses': after.get('addresses', [])}
+    if 'flow_conntrack' in after:
+        out['flow_conntrack'] = after['flow_conntrack']
     links = {}
     for iface, entry in (after.get('links') or {}).items():
         links[iface] = {'mtu': entry.get('mtu')}

@@ -204,6 +204,40 @@ options:
     elements: str
     default: []
     version_added: 0.2.0
+  snapshot_conntrack:
+    description:
+      - With O(state=stopped) and O(snapshot), a flow whose conntrack entries the second snapshot reads (read-only,
+        within its time bound) and returns in RV(counters) as C(flow_conntrack) - after a trace to a Kubernetes
+        Service, on the node whose kube-proxy rules translate it, so that the entry tells which backend the DNAT
+        chose and whether the connection was masqueraded.
+      - Read with C(conntrack -L) filtered on the original tuple (C(-f ipv6) for IPv6), or from
+        C(/proc/net/nf_conntrack) when the tool is missing; neither there is a note in C(flow_conntrack), never a
+        failure of the capture.
+    type: dict
+    suboptions:
+      src:
+        description: The original source address (the source pod's).
+        type: str
+        required: true
+      dst:
+        description: The original destination address (the Service's ClusterIP, or the node address of a NodePort).
+        type: str
+        required: true
+      port:
+        description: The original destination port (the Service's port, or the NodePort).
+        type: int
+        required: true
+      proto:
+        description: The protocol.
+        type: str
+        choices: [tcp, udp, sctp]
+        default: tcp
+      sports:
+        description: The original source ports of the probes' connections (at most 64); empty keeps every source port.
+        type: list
+        elements: int
+        default: []
+    version_added: 0.2.0
   prebuild:
     description:
       - Names (FQCN) of modules that later tasks of the play will run. While this module runs on the
@@ -425,6 +459,11 @@ counters:
       C(tx_dropped); C(neighbours) - FAILED or INCOMPLETE entries on them; C(sysctl) - C(ip_forward) and
       C(rp_filter); C(routes) - what C(ip route get) said for each of O(snapshot_routes); C(addresses) - the node's
       own addresses (loopback's left out).
+    - C(flow_conntrack) - with O(snapshot_conntrack) only, the flow's conntrack entries - C(by) (the command or
+      file read, null when neither could be), C(entries) (at most 16, each with C(family), C(proto), C(timeout),
+      C(state), C(orig) and C(reply) (C(src), C(dst), C(sport), C(dport), and C(packets), C(bytes) when the kernel
+      accounts them), C(flags) (C(UNREPLIED), C(ASSURED), ...), C(mark), C(zone)), C(more) (entries left out) and
+      C(note) (why it could not be read, or was cut).
     - C(seconds) between the snapshots, and C(notes) - what could not be read and why.
   returned: state=stopped with O(snapshot), not in check mode
   type: dict
@@ -454,6 +493,7 @@ import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.hoptrace.k8s.plugins.module_utils import _conntrack as ct
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _counters as ctr
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _select as sel
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _tcpdump as td
@@ -499,6 +539,10 @@ def argspec():
         older_than=dict(type='int'),
         snapshot=dict(type='bool', default=True),
         snapshot_routes=dict(type='list', elements='str', default=[]),
+        snapshot_conntrack=dict(type='dict', options=dict(
+            src=dict(type='str', required=True), dst=dict(type='str', required=True), port=dict(type='int', required=True),
+            proto=dict(type='str', choices=['tcp', 'udp', 'sctp'], default='tcp'),
+            sports=dict(type='list', elements='int', default=[]))),
         # used by the action plugin on the controller; never reaches the node
         prebuild=dict(type='list', elements='str', default=[]),
     )
@@ -928,7 +972,8 @@ def snapshot_begin(module, ps):
         return ctr.Snapshot(module.get_bin_path, [p['interface'] for p in valid]), paths, None
     before, interfaces = ctr.find_before(paths, td.read_state)
     routes = ctr.check_routes(module.params['snapshot_routes'])
-    return ctr.Snapshot(module.get_bin_path, interfaces, routes, final=True), paths, before
+    flow = ct.check_flow(module.params['snapshot_conntrack']) if module.params.get('snapshot_conntrack') else None
+    return ctr.Snapshot(module.get_bin_path, interfaces, routes, final=True, flow=flow), paths, before
 
 
 def snapshot_end(taken, out):
@@ -950,6 +995,8 @@ def execute_module(module):
                              'with state=%s leave it out' % params['state'])
     try:
         ctr.check_routes(params['snapshot_routes'])
+        if params.get('snapshot_conntrack'):
+            ct.check_flow(params['snapshot_conntrack'])
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     if params.get('id') is None and params.get('captures') is None:
