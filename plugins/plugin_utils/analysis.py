@@ -23,6 +23,7 @@ from collections import Counter
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import cause as why_
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import decode as dec
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import repeat as repeat_
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils import service_conntrack as svc_ct
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import service_text
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import unsnat as unsnat_
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import wg_underlay
@@ -695,6 +696,17 @@ def service_verdict(service, an):
     return "%s (kube-proxy's REJECT rule on %s); no answer was seen" % (head, node)
 
 
+def _masqueraded(service, rows):
+    """`` and masqueraded to S`` for a verdict after a masquerading DNAT; when the request reached every
+    hop, the answer's way depends on it: `` (the backend answers S, not the pod)``."""
+    snat = service.get("snat_to")
+    if not snat:
+        return ""
+    request = [r for r in rows if r["direction"] == "request"]
+    reached = bool(request) and all(r["packets"] and r["status"] not in ("LOST", "partial") for r in request)
+    return " and masqueraded to %s%s" % (snat, " (the backend answers %s, not the pod)" % snat if reached else "")
+
+
 def _candidate_score(plan, captures, vxlan_ports):
     """How far the flow got on one candidate backend's hops: hops that saw it, past the source veth."""
     an = Analysis(plan, captures, vxlan_ports)
@@ -749,16 +761,42 @@ def _analyze_candidates(plan, captures, vxlan_ports, repeat):
         plans.append(one)
     scores = [_candidate_score(one, captures, vxlan_ports) for one in plans]
     best = max(range(len(plans)), key=lambda i: scores[i])
+    backends = [(p["service"]["backend"]["ip"], int(p["service"]["backend"]["port"])) for p in plans]
+
+    def others(index):
+        return ", ".join("%s:%s" % b for i, b in enumerate(backends) if i != index)
+
+    picked = best if scores[best] and scores.count(scores[best]) == 1 else None
+    captured = "its hops saw the flow after the DNAT, those of %s did not" % others(best)
+    # the DNAT node's conntrack entry names the backend too (plugin_utils/service_conntrack.py)
+    _node, reading = svc_ct.reading_of(plan["service"], _counters_by_node(captures))
+    ct = svc_ct.judge(plan["service"], reading, plan.get("run") or {}, backends[picked] if picked is not None else None, captured)
+    if ct["backend"] is not None:
+        best = backends.index(ct["backend"])
     chosen = plans[best]
-    service = dict(chosen["service"])
-    others = ["%s:%s" % (p["service"]["backend"]["ip"], p["service"]["backend"]["port"]) for i, p in enumerate(plans) if i != best]
-    if scores[best] and scores.count(scores[best]) == 1:
-        service["chosen_by"] = "the captures: its hops saw the flow after the DNAT, those of %s did not" % ", ".join(others)
+    service = dict(chosen["service"], conntrack=ct["conntrack"], snat_to=ct["snat_to"])
+    if ct["snat_to"]:
+        service["masquerade"] = True
+    if ct["chosen_by"]:
+        service["chosen_by"] = ct["chosen_by"]
+    elif picked is not None:
+        service["chosen_by"] = "the captures: " + captured
     else:
-        service["chosen_by"] = "unknown: no capture after the DNAT saw the flow; %s could have been chosen as well" % ", ".join(others)
+        service["chosen_by"] = "unknown: no capture after the DNAT saw the flow; %s could have been chosen as well" % others(best)
     service["line"] = service_text.describe(service)
     chosen["service"] = service
-    return analyze(chosen, captures, vxlan_ports, repeat)
+    report = analyze(chosen, captures, vxlan_ports, repeat)
+    report["notes"].extend(ct["notes"])
+    return report
+
+
+def _counters_by_node(captures):
+    """``{node: counters}`` of the capture entries (each carries its node's counters from the stop)."""
+    out = {}
+    for capture in captures or []:
+        if capture.get("counters") and capture.get("node") not in out:
+            out[capture.get("node")] = capture["counters"]
+    return out
 
 
 def analyze(plan, captures, vxlan_ports=None, repeat=None):
@@ -786,14 +824,22 @@ def analyze(plan, captures, vxlan_ports=None, repeat=None):
     # what planning had to guess (a pod captured on its bridge, multipath, stale routes) comes first
     notes[:0] = [str(w) for w in an.plan.get("warnings") or [] if w]
     service = an.plan.get("service")
+    if service and service.get("backend") and "conntrack" not in service:
+        # one backend: the DNAT node's conntrack entry confirms it and says whether it masqueraded
+        _node, reading = svc_ct.reading_of(service, _counters_by_node(captures))
+        ct = svc_ct.judge(service, reading, an.run)
+        service = dict(service, conntrack=ct["conntrack"], snat_to=ct["snat_to"])
+        if ct["snat_to"]:
+            service.update(masquerade=True, line=service_text.describe(dict(service, masquerade=True)))
+        notes.extend(ct["notes"])
     if service and not service.get("backend"):
         text, healthy = service_verdict(service, an), False
     elif service and not healthy:
         # the DNAT happened (the hops after it carry the backend's address): say to which backend
         backend = service["backend"]
-        text = "%s:%s was DNATed by kube-proxy on %s to %s:%s%s; %s" % (
+        text = "%s:%s was DNATed by kube-proxy on %s to %s:%s%s%s; %s" % (
             service["address"], service["port"], service.get("dnat_on"), backend["ip"], backend["port"],
-            " on %s" % backend["node"] if backend.get("node") else "", text)
+            " on %s" % backend["node"] if backend.get("node") else "", _masqueraded(service, rows), text)
     directions = {}
     for d, name in enumerate(DIRECTIONS):
         path = [r for r in rows if r["direction"] == name]

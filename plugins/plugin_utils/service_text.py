@@ -23,9 +23,13 @@ def describe(svc):
         where.append("pod %s" % backend["pod"])
     if backend.get("node"):
         where.append("on %s" % backend["node"])
+    masquerading = ""
+    if svc.get("snat_to"):          # what the DNAT node's conntrack entry says (plugin_utils/service_conntrack.py)
+        masquerading = " (masquerading the source to %s)" % svc["snat_to"]
+    elif svc.get("masquerade") and svc.get("kind") == "nodeport":
+        masquerading = " (masquerading the source)"
     text = "%s -> backend %s:%s%s, chosen by kube-proxy's DNAT on %s%s" % (
-        head, backend["ip"], backend["port"], " (%s)" % " ".join(where) if where else "", svc.get("dnat_on"),
-        " (masquerading the source)" if svc.get("masquerade") and svc.get("kind") == "nodeport" else "")
+        head, backend["ip"], backend["port"], " (%s)" % " ".join(where) if where else "", svc.get("dnat_on"), masquerading)
     if len(svc.get("endpoints") or []) > 1:
         text += " (1 of %d endpoints; %s)" % (len(svc["endpoints"]), svc.get("chosen_by") or "?")
     return text
