@@ -87,7 +87,16 @@ def test_two_endpoints_the_captures_tell_the_chosen_backend(services, tmp_path):
     else:
         assert backend["node"] == "node-b"
         assert hop_rows(report) == remote_rows(B2_VETH)
-    assert report["service"]["chosen_by"] == ("the captures: its hops saw the flow after the DNAT, those of %s did not" % other)
+    # node-a's conntrack entry of the probe's connection (its source port) names the backend, and the
+    # captures after the DNAT saw the flow on that backend's hops only
+    ct = report["service"]["conntrack"]
+    assert (ct["node"], ct["by"], len(ct["entries"])) == (
+        "node-a", "conntrack -L -p tcp --orig-src %s --orig-dst %s --dport 443" % (SRC, WEB_SVC), 1)
+    sport = ct["entries"][0]["orig"]["sport"]
+    assert report["service"]["chosen_by"] == (
+        "conntrack on node-a: %s:%d -> %s:443 was DNATed to %s:443; the captures agree: its hops saw the flow after the DNAT, "
+        "those of %s did not" % (SRC, sport, WEB_SVC, backend["ip"], other))
+    assert report["service"]["snat_to"] is None and not [n for n in report["notes"] if "conntrack" in n]
     assert report["service"]["endpoints"] == ["172.17.25.66:443", "172.17.25.193:443"]
     _keep(report, "lab-service-two-endpoints.json")
     assert report["healthy"] is True
@@ -104,6 +113,8 @@ def test_service_without_endpoints_is_kube_proxys_reject(services, tmp_path):
     assert report["service"]["backend"] is None and report["service"]["endpoints"] == []
     assert "default/empty:https has no endpoints" in report["service"]["rejected"]
     assert "node-a's iptables filter KUBE-SERVICES rule 1 sent it" in report["why"]
+    # kube-proxy's REJECT leaves no conntrack entry: nothing is said about it
+    assert report["service"].get("conntrack") is None and not [n for n in report["notes"] if "conntrack" in n]
     assert hop_rows(report)[0] == ("request", 1, "node-a", SRC_VETH, "seen")
 
 
@@ -133,8 +144,17 @@ def test_nodeport_of_another_node_is_dnated_and_masqueraded_there(services, tmp_
     assert report["verdict"] == "every hop saw the request and the response"
     svc = report["service"]
     assert svc["line"] == ("NodePort 10.240.0.9:30443 (default/web-nodeport) -> backend 172.17.25.193:443 (on node-b), "
-                           "chosen by kube-proxy's DNAT on node-b (masquerading the source)")
+                           "chosen by kube-proxy's DNAT on node-b (masquerading the source to 10.240.0.9)")
     assert (svc["kind"], svc["masquerade"], svc["dnat_on"]) == ("nodeport", True, "node-b")
+    # node-b's conntrack entry: DNATed to its pod and masqueraded to node-b's own address
+    assert svc["snat_to"] == NODE_B
+    (entry,) = svc["conntrack"]["entries"]
+    (o, r) = entry["orig"], entry["reply"]
+    assert (o["src"], o["dst"], o["dport"], r["src"], r["sport"], r["dst"]) == (SRC, NODE_B, 30443, "172.17.25.193", 443, NODE_B)
+    assert svc["conntrack"]["text"] == ("conntrack on node-b: %s:%d -> 10.240.0.9:30443 was DNATed to 172.17.25.193:443 and "
+                                        "masqueraded to 10.240.0.9:%d" % (SRC, o["sport"], r["dport"]))
+    assert ("the connection was masqueraded on node-b: the backend answers 10.240.0.9:%d, not %s:%d (conntrack)"
+            % (r["dport"], SRC, o["sport"])) in report["notes"]
     assert [h["encap"] for h in report["hops"] if h["direction"] == "response"] == ["none", "none", "ipip", "ipip", "none", "none"]
     # the report names the capture files as tcpdump wrote them (the un-masqueraded copy was temporary)
     veth = next(c for c in report["captures"] if c["key"] == "node-b/%s" % B2_VETH)
