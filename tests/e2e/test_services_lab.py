@@ -164,3 +164,19 @@ def test_nodeport_of_another_node_is_dnated_and_masqueraded_there(services, tmp_
     hops = {(h["direction"], h["index"]): h["packets"] for h in report["hops"]}
     assert veth["matched"] == hops[("request", 4)] + hops[("response", 1)] and hops[("request", 4)] >= 3
     _keep(report, "lab-service-nodeport.json")
+
+
+def test_masqueraded_nodeport_whose_answer_is_lost_says_where_the_backend_answers(services, tmp_path):
+    # node-b loses its pod's answer on the way into the tunnel: the request was DNATed and masqueraded,
+    # the backend answered node-b's address (conntrack on node-b), and the verdict says so
+    labctl.fault_add("drop", node="node-b", iface="tunl0", direction="out", src="172.17.25.193", dst=SRC, proto="tcp", port=443)
+    try:
+        rc, out, report = trace(tmp_path, *args(NODE_B, 30443))
+    finally:
+        labctl.fault_clear()
+    assert rc == 2, out[-3000:]
+    assert report["verdict"].startswith(
+        "10.240.0.9:30443 was DNATed by kube-proxy on node-b to 172.17.25.193:443 on node-b and masqueraded to 10.240.0.9 "
+        "(the backend answers 10.240.0.9, not the pod); response reached node-b %s and was not seen on node-b tunl0" % B2_VETH), \
+        report["verdict"]
+    assert report["service"]["snat_to"] == NODE_B
