@@ -276,7 +276,7 @@ def _leg(nodes, a_name, b_name, to_ip, warnings):
             peer = local.get("local") or _peer_from_list(a, b, encap) or _node_address(b, version)
             leg["port"] = (a_link.get("vxlan") or {}).get("port") or DEFAULT_PORTS["vxlan"]
         else:
-            peer = _peer_from_list(a, b, encap) or _node_address(b, version)
+            peer = _peer_from_blocks(a, b, route, dev) or _peer_from_list(a, b, encap, version) or _node_address(b, version)
             wg = a_link.get("wireguard") or {}
             leg["port"] = wg.get("listen_port") or wg.get("port") or DEFAULT_PORTS["wireguard"]
         if not peer:
@@ -312,16 +312,39 @@ def _leg(nodes, a_name, b_name, to_ip, warnings):
     return leg
 
 
-def _peer_from_list(a, b, encap):
-    """The address of ``b`` that ``a``'s peers list knows (route_info reports the underlay peers)."""
+def _peer_from_blocks(a, b, route, dev):
+    """The underlay address of ``b`` that ``a``'s ``remote_blocks`` give for this route's block on
+    ``dev``: for WireGuard the endpoint of the peer whose AllowedIPs hold it, so a dual-stack
+    node's IPv6 blocks on wg-v6.cali map to the peer's IPv6 address, its IPv4 ones to its IPv4."""
+    try:
+        net = route_network(route)
+    except RouteError:
+        return None
+    for entry in a.get("remote_blocks") or []:
+        if not isinstance(entry, dict) or entry.get("dev") != dev or not entry.get("node_ip"):
+            continue
+        try:
+            same = route_network({"dst": entry.get("dst")}) == net
+        except RouteError:
+            continue
+        if same and any(_same(entry["node_ip"], ip) for ip in _node_ips(b)):
+            return entry["node_ip"]
+    return None
+
+
+def _peer_from_list(a, b, encap, version=None):
+    """The address of ``b`` that ``a``'s peers list knows (route_info reports the underlay peers),
+    one of IP ``version`` first when ``b`` has several (a dual-stack node)."""
+    found = []
     for entry in a.get("peers") or []:
         if not isinstance(entry, dict):
             continue
         if entry.get("encap") not in (None, encap):
             continue
         if any(_same(entry.get("node_ip"), ip) for ip in _node_ips(b)):
-            return entry.get("node_ip")
-    return None
+            found.append(entry["node_ip"])
+    found.sort(key=lambda ip: ip_address(ip).version != version)
+    return found[0] if found else None
 
 
 def _node_owner(nodes, address):

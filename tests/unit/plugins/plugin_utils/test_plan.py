@@ -1,5 +1,8 @@
 """plan: hops and captures from route_info-shaped node results (seed, VXLAN, BGP, CrossSubnet,
 WireGuard, same node, external dst, errors), with renamed devices, 3 nodes and IPv6."""
+import json
+import os
+
 import pytest
 
 from ansible_collections.hoptrace.k8s.plugins.module_utils._ip_route_text import parse_ip_route
@@ -397,12 +400,39 @@ def test_wireguard_with_the_other_node_deferred_uses_the_devices_listen_port():
     n1 = node("\n".join([
         "10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.11", "172.16.1.10 dev cali%s scope link" % ("0" * 11),
         "172.16.2.0/26 via 10.0.0.12 dev eth0 proto bird", "172.16.2.0/26 dev wireguard.cali table 1 scope link"]),
-        [("eth0", "physical", {}), ("wireguard.cali", "wireguard", {"wireguard": {"listen_port": 51821, "peers": []}}),
+        [("eth0", "physical", {}), ("wireguard.cali", "wireguard", {"wireguard": {"listen_port": 51820, "peers": []}}),
          ("cali" + "0" * 11, "veth", {})], ["10.0.0.11"])
     plan = build_plan({"w1": n1}, "172.16.1.10", "172.16.2.10", "tcp", 443, node_ips={"w2": "10.0.0.12"}, deferred=["w2"])
     assert plan["encap"] == "wireguard"
     caps = captures(plan)
-    assert caps["w1/eth0"]["filter"] == "udp port 51821 and host 10.0.0.12"
+    assert caps["w1/eth0"]["filter"] == "udp port 51820 and host 10.0.0.12"
     assert caps["w1/wireguard.cali"]["link_type"] == "RAW"
     assert [h["interface"] for h in plan["hops"] if h["direction"] == "request"] == [
         "cali00000000000", "wireguard.cali", "eth0", None, None, None]
+    # a device on another port (Calico's IPv6 wg-v6.cali listens on 51821): its own port, not the default
+    n1["links"][1] = {"ifname": "wireguard.cali", "kind": "wireguard", "wireguard": {"listen_port": 51830, "peers": []}}
+    plan = build_plan({"w1": n1}, "172.16.1.10", "172.16.2.10", "tcp", 443, node_ips={"w2": "10.0.0.12"}, deferred=["w2"])
+    assert captures(plan)["w1/eth0"]["filter"] == "udp port 51830 and host 10.0.0.12"
+
+
+def _lab_nodes(name):
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", name)) as handle:
+        return json.load(handle)
+
+
+@pytest.mark.parametrize("src,dst,tunnel,port,a_ip,b_ip", [
+    ("fd00:10:244::4f", "fd00:10:244::af", "wg-v6.cali", 51821, "fd00:10:240::1", "fd00:10:240::2"),
+    ("172.17.25.79", "172.17.25.239", "wireguard.cali", 51820, "10.240.128.12", "10.240.0.9")])
+def test_dual_stack_wireguard_takes_each_familys_device_port_and_node_addresses(src, dst, tunnel, port, a_ip, b_ip):
+    # route_info of both nodes of `lab.py up --mode wireguard --ipv6`: wireguard.cali and wg-v6.cali,
+    # and node-a's peers name node-b twice (10.240.0.9 and fd00:10:240::2) for each encapsulation
+    plan = build_plan(_lab_nodes("wireguard/lab_dual_stack_route_info.json"), src, dst, "tcp", 443)
+    assert plan["encap"] == plan["response_encap"] == "wireguard" and plan["warnings"] == []
+    assert [(h["node"], h["interface"], h["node_ip"]) for h in plan["hops"] if h["direction"] == "request"] == [
+        ("node-a", "cali41f14107a8d", a_ip), ("node-a", tunnel, a_ip), ("node-a", "eth0", a_ip),
+        ("node-b", "eth0", b_ip), ("node-b", tunnel, b_ip), ("node-b", "calic25e805a467", b_ip)]
+    caps = captures(plan)
+    # the peer of the block's own device (its AllowedIPs), not the first address of node-b in the peers list
+    assert caps["node-a/eth0"]["filter"] == "udp port %d and host %s" % (port, b_ip)
+    assert caps["node-b/eth0"]["filter"] == "udp port %d and host %s" % (port, a_ip)
+    assert caps["node-a/%s" % tunnel]["link_type"] == "RAW"
