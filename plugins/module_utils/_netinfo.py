@@ -318,7 +318,9 @@ def workloads(routes, links):
 def pod_bridges(routes, links):
     """Bridges that hold pods (Flannel's and the CNI bridge plugin's ``cni0``): a bridge with veth
     ports and a connected subnet. ``[{dev, subnets, address}]``; the node knows its pods behind
-    it only from its neighbour table and the bridge's fdb (:func:`bridge_workloads`)."""
+    it only from its neighbour table and the bridge's fdb (:func:`bridge_workloads`). A dual-stack
+    bridge's IPv6 subnet counts, its link-local ``fe80::/64`` does not (pods' link-local addresses
+    are no pod IPs)."""
     veths = workload_links(links)
     found = []
     for link in links:
@@ -326,7 +328,8 @@ def pod_bridges(routes, links):
             continue
         ports = [k['ifname'] for k in links if k.get('master') == link['ifname'] and k['ifname'] in veths]
         subnets = [r['dst'] for r in routes if _main_unicast(r) and r['dev'] == link['ifname'] and not r['gateway']
-                   and r['protocol'] == 'kernel' and r['dst'] != 'default' and not _is_host_route(r['dst'], r['family'])]
+                   and r['protocol'] == 'kernel' and r['dst'] != 'default' and not _is_host_route(r['dst'], r['family'])
+                   and not is_link_local(r['dst'].split('/')[0])]
         if ports and subnets:
             found.append({'dev': link['ifname'], 'subnets': subnets, 'ports': ports})
     return found

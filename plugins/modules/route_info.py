@@ -179,6 +179,7 @@ pod_bridges:
   description:
     - Bridges with pod veths as ports and a connected subnet (Flannel's C(cni0)); an address in
       C(subnets) is a pod of this node even before the node has a neighbour entry for it.
+    - A dual-stack bridge lists its IPv4 and IPv6 subnets; its link-local C(fe80::/64) is not one.
   returned: always
   type: list
   elements: dict

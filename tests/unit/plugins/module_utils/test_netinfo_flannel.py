@@ -108,3 +108,23 @@ def test_bridge_fdb_json_and_text_agree():
     assert ni.bridge_ports_from_text(text("lab-node-a-bridge-fdb-br-cni0.txt"), "cni0") == as_json
     assert as_json == {"66:5f:25:58:23:95": "veth7d27950a", "0e:ee:43:bf:72:1f": "veth7d27950a",
                        "c6:45:dd:12:3f:5b": "veth5002c6d0", "62:2e:f1:81:7e:69": "veth5002c6d0"}
+
+
+# ---------------------------------------------------------------- the lab's dual-stack flannel (route_info)
+
+def test_dual_stack_cni0_has_both_pod_subnets_and_no_link_local_pods():
+    # route_info's normalised routes and links of node-a of `lab.py up --mode flannel --ipv6`:
+    # cni0 has 10.244.0.0/24, fd00:10:244::/64 and the kernel's fe80::/64 (and the pods' link-locals
+    # in its neighbour table); only the first two are pod subnets
+    node = jload("lab_dual_stack_route_info.json")["node-a"]
+    assert [r["dst"] for r in node["routes"] if r["dev"] == "cni0" and r["protocol"] == "kernel" and "/" in r["dst"]
+            and r["table"] == "main"] == ["10.244.0.0/24", "fd00:10:244::/64", "fe80::/64"]
+    assert ni.pod_bridges(node["routes"], node["links"]) == [
+        {"dev": "cni0", "subnets": ["10.244.0.0/24", "fd00:10:244::/64"], "ports": ["veth7d27950a", "veth5002c6d0"]}]
+    neigh = {"cni0": {"fd00:10:244::2": "c6:f4:3a:44:53:6e", "fe80::c4f4:3aff:fe44:536e": "c6:f4:3a:44:53:6e"}}
+    ports = {"cni0": {"c6:f4:3a:44:53:6e": "veth7d27950a"}}
+    assert [w["ip"] for w in ni.bridge_workloads(ni.pod_bridges(node["routes"], node["links"]), neigh, ports)] == ["fd00:10:244::2"]
+    # flannel-v6.1's blocks resolve through its own neighbour and fdb entries to node-b's IPv6 address
+    assert [(b["dst"], b["via"], b["dev"], b["node_ip"]) for b in node["remote_blocks"]] == [
+        ("10.244.1.0/24", "10.244.1.0", "flannel.1", "10.240.0.9"),
+        ("fd00:10:244:1::/64", "fd00:10:244:1::", "flannel-v6.1", "fd00:10:240::2")]

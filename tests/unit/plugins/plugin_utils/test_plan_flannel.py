@@ -136,3 +136,21 @@ def test_same_node_flannel_pods_are_veth_to_veth():
     plan = build_plan({"node-a": node_a()}, SRC, SAME, "tcp", 443)
     assert plan["encap"] == "local"
     assert hops(plan, "request") == [("node-a", "veth7d27950a", "src-veth", "none"), ("node-a", "veth5002c6d0", "dst-veth", "none")]
+
+
+@pytest.mark.parametrize("src,dst,tunnel,a_ip,b_ip", [
+    ("fd00:10:244::2", "fd00:10:244:1::2", "flannel-v6.1", "fd00:10:240::1", "fd00:10:240::2"),
+    ("10.244.0.2", "10.244.1.2", "flannel.1", "10.240.128.12", "10.240.0.9")])
+def test_dual_stack_flannel_takes_each_familys_vxlan_device(src, dst, tunnel, a_ip, b_ip):
+    # route_info of both nodes of `lab.py up --mode flannel --ipv6`: flannel.1 and flannel-v6.1 (same
+    # VNI 1 and port 8472), pods behind cni0 with both addresses
+    nodes = jload("lab_dual_stack_route_info.json")
+    plan = build_plan(nodes, src, dst, "tcp", 443)
+    assert plan["encap"] == "vxlan" and plan["warnings"] == []
+    assert [(h["node"], h["interface"], h["node_ip"]) for h in plan["hops"] if h["direction"] == "request"] == [
+        ("node-a", "veth7d27950a", a_ip), ("node-a", tunnel, a_ip), ("node-a", "eth0", a_ip),
+        ("node-b", "eth0", b_ip), ("node-b", tunnel, b_ip), ("node-b", "veth9e279555", b_ip)]
+    eth0 = {c["key"]: c for c in plan["captures"]}["node-a/eth0"]
+    assert eth0["vxlan_port"] == 8472
+    assert eth0["filter"].startswith("(ip6 and udp port 8472 and host fd00:10:240::2 and ip6[68:2]==0x86dd and "
+                                     if ":" in src else "(udp port 8472 and host 10.240.0.9 and udp[28:2]==0x0800 and ")
