@@ -224,7 +224,8 @@ def _configure(cluster):
     nodes = cluster["nodes"]
     if mode == "flannel":           # tests/lab/flannel.py: cni0, flannel.1, no per-pod routes
         for n in nodes:
-            batches += [(n["netns"], ["link set lo up", "addr add %s/16 dev eth0" % n["ip"], "link set eth0 up"]
+            head = ["link set eth0 address %s" % n["eth0_mac"]] if v6 else []     # its link-local, as Calico's nodes
+            batches += [(n["netns"], head + ["link set lo up", "addr add %s/16 dev eth0" % n["ip"], "link set eth0 up"]
                          + flannel.node_lines(cluster, n), "ip"), (n["netns"], flannel.fdb_lines(cluster, n), "bridge")]
         batches += [(p["netns"], flannel.pod_lines(cluster, p), "ip") for p in cluster["pods"]]
         nsutil.run_batches(batches)

@@ -234,11 +234,15 @@ def wire_table(node):
 
 
 def wire_drop_ruleset(node, proto=None, port=None):
-    """nft script (root namespace, bridge family) dropping IPv4 packets the lab's bridge forwards
-    to ``node`` (out of its root-side veth)."""
-    match = ["oifname", '"%s"' % node["host_veth"], "meta", "protocol", "ip"]
-    if proto:
-        match += ["ip", "protocol", proto]
+    """nft script (root namespace, bridge family) dropping packets the lab's bridge forwards to
+    ``node`` (out of its root-side veth): IPv4 ones, or with ``--proto tcp|udp`` IPv4 and IPv6
+    ones of that protocol (``meta l4proto``: a dual-stack lab's WireGuard or VXLAN over IPv6 too;
+    never ICMPv6, which carries IPv6's neighbour discovery)."""
+    match = ["oifname", '"%s"' % node["host_veth"]]
+    if proto in ("tcp", "udp"):
+        match += ["meta", "l4proto", proto]
+    else:
+        match += ["meta", "protocol", "ip"] + (["ip", "protocol", proto] if proto else [])
     if port is not None:
         if proto not in ("tcp", "udp"):
             raise ValueError("--port needs --proto tcp or udp")

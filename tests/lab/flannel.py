@@ -12,6 +12,17 @@ What flanneld and the CNI `bridge` plugin make on a real node, and so what this 
 There is no blackhole block route and no per-pod host route: a pod is behind the bridge, and
 the node knows it only through its neighbour table (pod IP -> MAC) and cni0's fdb (MAC -> veth).
 
+Dual-stack (`--ipv6`, flannel's EnableIPv6 with the vxlan backend), as flanneld programs it:
+  - IPv6 pod CIDR fd00:10:244::/56, one /64 per node (flannel's default IPv6 subnet length):
+    node-a fd00:10:244::/64, node-b fd00:10:244:1::/64, ...
+  - `flannel-v6.1`: a second kernel VXLAN device, same VNI 1 and UDP port 8472, its local
+    address the node's IPv6 address (fd00:10:240::N, tests/lab/ipv6.py), MTU 1430 (what the
+    kernel gives a VXLAN over IPv6 on a 1500 link), address <subnet>::/128, its own MAC
+  - cni0 also gets <subnet>::1/64; pods get <subnet>::x/64 (x as in their IPv4 address) with
+    `default via <subnet>::1`; their MTU stays flannel.1's 1450 (flannel's subnet.env has one MTU)
+  - for every other node M: `<M subnet>/64 via <M subnet>:: dev flannel-v6.1 onlink`, a permanent
+    neighbour <M subnet>:: -> M's flannel-v6.1 MAC and an fdb entry MAC -> M's IPv6 node address
+
 The shape is pure (`reshape`, called by topology.plan); `node_lines`/`pod_lines`/`fdb_lines`
 are ip/bridge batch lines for cluster._configure; `warm` stands in for kubelet's probes.
 """
@@ -27,6 +38,10 @@ PORT = 8472
 MTU = 1450
 DEVICE = "flannel.1"
 BRIDGE = "cni0"
+CIDR6 = "fd00:10:244::/56"
+SUBNET6_PREFIX = 64
+DEVICE6 = "flannel-v6.1"
+MTU6 = 1430              # 1500 - IPv6 40 - UDP 8 - VXLAN 8 - Ethernet 14
 # The bridge plugin's cni0 forgets a MAC 300 s after its last frame; on a real node kubelet's
 # probes (every 10 s) keep the pods' entries fresh. The lab's pods get no probes, so its cni0
 # keeps learned entries for a day (centiseconds) instead.
@@ -47,6 +62,46 @@ def vtep_mac(index):
     return "6e:66:6c:00:%02x:%02x" % (index // 256, index % 256)
 
 
+def subnet6(index):
+    """node-a fd00:10:244::/64, node-b fd00:10:244:1::/64, ..."""
+    net = ipaddress.ip_network(CIDR6)
+    return "%s/%d" % (net.network_address + (index << (128 - SUBNET6_PREFIX)), SUBNET6_PREFIX)
+
+
+def vtep6_mac(index):
+    """Deterministic MAC for a node's flannel-v6.1 (flanneld gives the v6 device its own)."""
+    return "6e:66:6c:06:%02x:%02x" % (index // 256, index % 256)
+
+
+def extend6(cluster):
+    """The IPv6 half of a flannel lab (after ipv6.extend gave the nodes ip6 and eth0 MACs)."""
+    by_node = {}
+    for n in cluster["nodes"]:
+        net = ipaddress.ip_network(subnet6(n["index"]))
+        n.update(block6=str(net), tunnel_ip6=str(net.network_address), vxlan6_mac=vtep6_mac(n["index"]),
+                 bridge_ip6=str(net.network_address + 1))
+        by_node[n["name"]] = (n, net)
+    for p in cluster["pods"]:
+        n, net = by_node[p["node"]]
+        offset = int(ipaddress.ip_address(p["ip"])) - int(ipaddress.ip_network(n["block"]).network_address)
+        p["ip6"] = str(net.network_address + offset)
+        p["node_ip6"] = n["ip6"]
+    return cluster
+
+
+def node_lines6(cluster, n):
+    """`ip -batch` lines of a flannel node's IPv6 half (after node_lines)."""
+    lines = ["addr add %s/64 dev eth0 nodad" % n["ip6"], "addr add %s/%d dev %s nodad" % (n["bridge_ip6"], SUBNET6_PREFIX, BRIDGE),
+             "link add %s address %s mtu %d type vxlan id %d dstport %d local %s dev eth0 nolearning"
+             % (DEVICE6, n["vxlan6_mac"], MTU6, VNI, PORT, n["ip6"]),
+             "link set %s up" % DEVICE6, "addr add %s/128 dev %s nodad" % (n["tunnel_ip6"], DEVICE6)]
+    for o in cluster["nodes"]:
+        if o is not n:
+            lines += ["neigh add %s lladdr %s dev %s nud permanent" % (o["tunnel_ip6"], o["vxlan6_mac"], DEVICE6),
+                      "route add %s via %s dev %s onlink" % (o["block6"], o["tunnel_ip6"], DEVICE6)]
+    return lines
+
+
 def reshape(cluster):
     """The flannel shape of topology.plan's cluster (same nodes, pod names and netns)."""
     if len(cluster["nodes"]) > 255:
@@ -65,8 +120,11 @@ def reshape(cluster):
 
 
 def node_lines(cluster, n):
-    """`ip -batch` lines of one flannel node (after its eth0 has its address)."""
-    lines = ["link add %s type bridge ageing_time %d" % (BRIDGE, AGEING)]
+    """`ip -batch` lines of one flannel node (after its eth0 has its address); with IPv6 also
+    node_lines6. A dual-stack cni0 floods multicast (neighbour solicitations between its pods
+    whether or not it saw their MLD reports)."""
+    v6 = bool(cluster.get("ipv6"))
+    lines = ["link add %s type bridge ageing_time %d%s" % (BRIDGE, AGEING, " mcast_snooping 0" if v6 else "")]
     for p in cluster["pods"]:
         if p["node"] == n["name"]:
             lines.append("link set %s master %s up" % (p["veth"], BRIDGE))
@@ -78,18 +136,26 @@ def node_lines(cluster, n):
         if o is not n:
             lines += ["neigh add %s lladdr %s dev %s nud permanent" % (o["tunnel_ip"], o["vxlan_mac"], DEVICE),
                       "route add %s via %s dev %s onlink" % (o["block"], o["tunnel_ip"], DEVICE)]
-    return lines
+    return lines + (node_lines6(cluster, n) if v6 else [])
 
 
 def fdb_lines(cluster, n):
     """`bridge -batch` lines: the fdb entries flanneld programs (remote VTEP MAC -> node IP)."""
-    return ["fdb add %s dev %s dst %s" % (o["vxlan_mac"], DEVICE, o["ip"]) for o in cluster["nodes"] if o is not n]
+    others = [o for o in cluster["nodes"] if o is not n]
+    lines = ["fdb add %s dev %s dst %s" % (o["vxlan_mac"], DEVICE, o["ip"]) for o in others]
+    if cluster.get("ipv6"):
+        lines += ["fdb add %s dev %s dst %s" % (o["vxlan6_mac"], DEVICE6, o["ip6"]) for o in others]
+    return lines
 
 
 def pod_lines(cluster, p):
     nodes = {n["name"]: n for n in cluster["nodes"]}
-    return ["link set lo up", "addr add %s/24 dev eth0" % p["ip"], "link set eth0 up",
-            "route add default via %s dev eth0" % nodes[p["node"]]["bridge_ip"]]
+    lines = ["link set lo up", "addr add %s/24 dev eth0" % p["ip"], "link set eth0 up",
+             "route add default via %s dev eth0" % nodes[p["node"]]["bridge_ip"]]
+    if cluster.get("ipv6"):
+        lines += ["addr add %s/%d dev eth0 nodad" % (p["ip6"], SUBNET6_PREFIX),
+                  "route add default via %s dev eth0" % nodes[p["node"]]["bridge_ip6"]]
+    return lines
 
 
 def _neighbours(netns):
@@ -98,22 +164,24 @@ def _neighbours(netns):
 
 
 def warm(cluster, nsutil, timeout=5.0):
-    """Every pod sends one datagram to its gateway, as the first packet of kubelet's probes would
-    be answered: the node learns the pod's neighbour entry (IP -> MAC) and cni0 its fdb entry
-    (MAC -> veth), which is how a real flannel node knows its pods."""
+    """Every pod sends one datagram to its gateway (each family's), as the first packet of kubelet's
+    probes would be answered: the node learns the pod's neighbour entry (IP -> MAC) and cni0 its
+    fdb entry (MAC -> veth), which is how a real flannel node knows its pods."""
     nodes = {n["name"]: n for n in cluster["nodes"]}
+    families = [(socket.AF_INET, "ip", "bridge_ip")] + ([(socket.AF_INET6, "ip6", "bridge_ip6")] if cluster.get("ipv6") else [])
     for p in cluster["pods"]:
         with nsutil.netns(p["netns"]):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                s.sendto(b"hoptrace-lab", (nodes[p["node"]]["bridge_ip"], 9))
-            except OSError:
-                pass
-            finally:
-                s.close()
+            for family, _key, gateway in families:
+                s = socket.socket(family, socket.SOCK_DGRAM)
+                try:
+                    s.sendto(b"hoptrace-lab", (nodes[p["node"]][gateway], 9))
+                except OSError:
+                    pass
+                finally:
+                    s.close()
     deadline = time.monotonic() + timeout
     for n in cluster["nodes"]:
-        want = {p["ip"] for p in cluster["pods"] if p["node"] == n["name"]}
+        want = {p[key] for p in cluster["pods"] if p["node"] == n["name"] for _f, key, _g in families}
         while not want <= _neighbours(n["netns"]):
             if time.monotonic() > deadline:
                 raise RuntimeError("%s learned no neighbour entry for %s on %s"

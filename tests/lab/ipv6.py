@@ -15,6 +15,10 @@ runs anything itself.
            whose dst is the peer's IPv6 node address
     bgp    remote /122 via the peer's eth0 link-local address `dev eth0 proto bird`
     ipip   as bgp (Calico's IPIP is IPv4-only; IPv6 is routed natively)
+    wireguard  as bgp in the main table, plus Calico's second WireGuard device wg-v6.cali
+           (tests/lab/wireguard.py: port 51821, MTU 1420, its own table and rule in the IPv6 family)
+  flannel  not Calico's shape at all: flannel-v6.1 and cni0's IPv6 gateway (tests/lab/flannel.py,
+           extend6); only the node addresses and sysctls here serve it
 """
 import ipaddress
 import socket
@@ -26,7 +30,8 @@ CALI_MAC = "ee:ee:ee:ee:ee:ee"
 CALI_LINK_LOCAL = "fe80::ecee:eeff:feee:eeee"
 VXLAN6_DEV = "vxlan-v6.calico"
 VXLAN6_MTU = 1430        # 1500 - IPv6 40 - UDP 8 - VXLAN 8 - Ethernet 14
-MODES = ("ipip", "vxlan", "bgp")     # Calico's data paths that have an IPv6 twin here
+MODES = ("ipip", "vxlan", "bgp", "wireguard", "flannel")     # the data paths that have an IPv6 twin here
+WIREGUARD6_MTU = 1420    # Calico's wg-v6.cali default (1500 - IPv6 40 - UDP 8 - WireGuard 32)
 
 
 def node_ip6(index):
@@ -70,6 +75,12 @@ def extend(cluster):
         n.update({"ip6": node_ip6(n["index"]), "block6": block6, "eth0_mac": eth0_mac(n["index"]),
                   "link_local": link_local(eth0_mac(n["index"])), "vxlan6_mac": vxlan6_mac(n["index"]),
                   "tunnel_ip6": str(ipaddress.ip_network(block6).network_address)})
+    if cluster["mode"] == "flannel":            # flannel's own /64 per node and addresses in it
+        try:
+            from flannel import extend6
+        except ImportError:                      # imported as lab.ipv6
+            from .flannel import extend6
+        return extend6(cluster)
     nodes = {n["name"]: n for n in cluster["nodes"]}
     for p in cluster["pods"]:
         n = nodes[p["node"]]
@@ -79,8 +90,9 @@ def extend(cluster):
 
 
 def pod_mtu(mode, mtu):
-    """Calico gives pods the smallest MTU of the encapsulations in use."""
-    return min(mtu, VXLAN6_MTU) if mode == "vxlan" else mtu
+    """Calico gives pods the smallest MTU of the encapsulations in use (flannel keeps flannel.1's:
+    its pods' MTU comes from the IPv4 device)."""
+    return min(mtu, {"vxlan": VXLAN6_MTU, "wireguard": WIREGUARD6_MTU}.get(mode, mtu))
 
 
 # ---------------------------------------------------------------- what cluster.py runs

@@ -71,3 +71,58 @@ def test_ipv6_drop_rules_use_ip6tables_shapes():
     # bgp: IPv6 is not encapsulated, the plain rule is the whole fault
     assert len(faults.drop_rules("bgp", "eth0", "out", src, dst, "tcp", 443)) == 1
     assert len(faults.drop_rules("ipip", "eth0", "out", src, dst, "tcp", 443)) == 1
+
+
+def test_wireguard_dual_stack_has_calicos_second_device():
+    import wireguard
+    cluster = topology.plan("wireguard", 2, ipv6=True)
+    a, b = cluster["nodes"]
+    conf = wireguard.config_text(a, [b], "PRIVATE", {"node-b": "PUBLIC-B6"}, v6=True)
+    assert conf.splitlines() == ["[Interface]", "PrivateKey = PRIVATE", "ListenPort = 51821", "FwMark = 0x100000", "",
+                                 "[Peer]", "PublicKey = PUBLIC-B6", "Endpoint = [fd00:10:240::2]:51821",
+                                 "AllowedIPs = fd00:10:244::80/122, fd00:10:244::80/128"]
+    assert wireguard.ip_lines(a, [b], v6=True) == [
+        "link set wg-v6.cali mtu 1420 up", "addr add fd00:10:244::40/128 dev wg-v6.cali nodad",
+        "route add fd00:10:244::80/122 dev wg-v6.cali scope link table 1",
+        "rule add not fwmark 0x100000/0x100000 lookup 1 priority 99"]
+    # IPv4 keeps its own device, port and key
+    assert "Endpoint = 10.240.0.9:51820" in wireguard.config_text(a, [b], "P4", {"node-b": "B4"})
+    # the pods get the smaller MTU of the two devices; the main table routes the /122 as BGP does
+    assert ipv6.pod_mtu("wireguard", topology.WIREGUARD_MTU) == 1420
+    lines, fdb = ipv6.node_tail(cluster, a)
+    assert lines[-1] == "route add fd00:10:244::80/122 via fe80::68:74ff:fe06:1 dev eth0 proto bird" and fdb == []
+
+
+def test_flannel_dual_stack_has_flannel_v6_1_and_a_64_per_node():
+    import flannel
+    cluster = topology.plan("flannel", 3, ipv6=True)
+    a, b, c = cluster["nodes"]
+    assert (a["block6"], b["block6"], c["block6"]) == ("fd00:10:244::/64", "fd00:10:244:1::/64", "fd00:10:244:2::/64")
+    assert (b["tunnel_ip6"], b["bridge_ip6"], b["vxlan6_mac"], b["ip6"]) == (
+        "fd00:10:244:1::", "fd00:10:244:1::1", "6e:66:6c:06:00:01", "fd00:10:240::2")
+    pods = {p["ip"]: p["ip6"] for p in cluster["pods"]}
+    assert pods["10.244.0.2"] == "fd00:10:244::2" and pods["10.244.1.3"] == "fd00:10:244:1::3"
+    assert topology.demo_flow(cluster) == ("fd00:10:244::2", "fd00:10:244:1::2", 443)
+    lines = flannel.node_lines(cluster, a)
+    assert lines[0] == "link add cni0 type bridge ageing_time 8640000 mcast_snooping 0"
+    assert "addr add fd00:10:244::1/64 dev cni0 nodad" in lines
+    assert ("link add flannel-v6.1 address 6e:66:6c:06:00:00 mtu 1430 type vxlan id 1 dstport 8472 "
+            "local fd00:10:240::1 dev eth0 nolearning") in lines
+    assert "route add fd00:10:244:1::/64 via fd00:10:244:1:: dev flannel-v6.1 onlink" in lines
+    assert "neigh add fd00:10:244:2:: lladdr 6e:66:6c:06:00:02 dev flannel-v6.1 nud permanent" in lines
+    assert flannel.fdb_lines(cluster, a)[2:] == ["fdb add 6e:66:6c:06:00:01 dev flannel-v6.1 dst fd00:10:240::2",
+                                                 "fdb add 6e:66:6c:06:00:02 dev flannel-v6.1 dst fd00:10:240::3"]
+    assert flannel.pod_lines(cluster, cluster["pods"][0])[4:] == [
+        "addr add fd00:10:244::2/64 dev eth0 nodad", "route add default via fd00:10:244::1 dev eth0"]
+    # flannel's pods keep flannel.1's MTU; IPv4 only: no IPv6 line at all
+    assert ipv6.pod_mtu("flannel", flannel.MTU) == 1450
+    v4 = topology.plan("flannel", 2)
+    assert not any("flannel-v6" in line or ":" in line.split()[-1] for line in flannel.node_lines(v4, v4["nodes"][0])[1:])
+
+
+def test_wire_drop_of_udp_or_tcp_matches_both_families():
+    node = {"name": "node-b", "host_veth": "ht-node-b"}
+    assert "oifname \"ht-node-b\" meta l4proto udp udp dport 51821 counter drop" in faults.wire_drop_ruleset(node, "udp", 51821)
+    # without a protocol (or ICMP) IPv4 only: ICMPv6 carries the nodes' neighbour discovery
+    assert "oifname \"ht-node-b\" meta protocol ip counter drop" in faults.wire_drop_ruleset(node)
+    assert "meta protocol ip ip protocol icmp counter drop" in faults.wire_drop_ruleset(node, "icmp")

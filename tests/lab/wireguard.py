@@ -7,6 +7,12 @@ address); table 1 routes each remote block `dev wireguard.cali scope link`; and 
 `not from all fwmark 0x100000/0x100000 lookup 1` (priority 99) sends pod traffic there while
 WireGuard's own encrypted UDP (marked) takes the main table to eth0.
 
+Dual-stack (`--ipv6`): Calico makes a second device for IPv6, `wg-v6.cali` (its own key pair,
+listen-port 51821, MTU 1420, the same fwmark), whose peers have the peer's IPv6 node address as
+endpoint and its /122 block and IPv6 tunnel address as AllowedIPs; table 1 of the IPv6 family
+routes each remote /122 `dev wg-v6.cali`, and the IPv6 rule (priority 99 as for IPv4) sends pod
+traffic there. Each device has its own wireguard-go.
+
 The kernel here has no wireguard module, so `wireguard.cali` is a TUN device driven by
 wireguard-go (Debian's package): real handshakes and real encrypted UDP on eth0.
 
@@ -19,7 +25,8 @@ wrong daemon. Here each node gets its own tmpfs on /run/wireguard inside its mou
 (nodeinit's), so its daemon, `wg` over its sshd and nothing else see that node's socket.
 
 `serve` runs as a node service (tests/lab/nodeinit.py starts it and it dies with the node):
-private /run/wireguard, wireguard-go in the foreground, `wg setconf`, links/routes/rule, ready file.
+private /run/wireguard, one wireguard-go per device in the foreground, `wg setconf`,
+links/routes/rules, ready file.
 """
 import argparse
 import json
@@ -35,6 +42,9 @@ MTU = 1440
 FWMARK = 0x100000
 TABLE = 1
 RULE_PRIORITY = 99
+DEV6 = "wg-v6.cali"
+PORT6 = 51821
+MTU6 = 1420
 UAPI_DIR = "/run/wireguard"
 WIREGUARD_GO = "/usr/bin/wireguard-go"
 WG = "/usr/bin/wg"
@@ -47,36 +57,52 @@ def _keypair():
     return private, public
 
 
-def config_text(node, others, private, publics):
-    """`wg setconf` text of one node: its key, port and fwmark, one peer per other node."""
-    lines = ["[Interface]", "PrivateKey = %s" % private, "ListenPort = %d" % PORT, "FwMark = 0x%x" % FWMARK, ""]
+def _family(v6):
+    """(device, port, MTU, node keys) of the IPv4 or the IPv6 device."""
+    if v6:
+        return DEV6, PORT6, MTU6, ("ip6", "block6", "tunnel_ip6", 128)
+    return DEV, PORT, MTU, ("ip", "block", "tunnel_ip", 32)
+
+
+def config_text(node, others, private, publics, v6=False):
+    """`wg setconf` text of one node's device: its key, port and fwmark, one peer per other node."""
+    _dev, port, _mtu, (ip, block, tunnel, host) = _family(v6)
+    lines = ["[Interface]", "PrivateKey = %s" % private, "ListenPort = %d" % port, "FwMark = 0x%x" % FWMARK, ""]
     for o in others:
-        lines += ["[Peer]", "PublicKey = %s" % publics[o["name"]], "Endpoint = %s:%d" % (o["ip"], PORT),
-                  "AllowedIPs = %s, %s/32" % (o["block"], o["tunnel_ip"]), ""]
+        endpoint = "[%s]:%d" % (o[ip], port) if v6 else "%s:%d" % (o[ip], port)
+        lines += ["[Peer]", "PublicKey = %s" % publics[o["name"]], "Endpoint = %s" % endpoint,
+                  "AllowedIPs = %s, %s/%d" % (o[block], o[tunnel], host), ""]
     return "\n".join(lines)
 
 
-def ip_lines(node, others):
-    """`ip -batch` lines once the device exists."""
-    lines = ["link set %s mtu %d up" % (DEV, MTU), "addr add %s/32 dev %s" % (node["tunnel_ip"], DEV)]
+def ip_lines(node, others, v6=False):
+    """`ip -batch` lines once the device exists (run with `ip -6` for the IPv6 device)."""
+    dev, _port, mtu, (_ip, block, tunnel, host) = _family(v6)
+    lines = ["link set %s mtu %d up" % (dev, mtu), "addr add %s/%d dev %s%s" % (node[tunnel], host, dev, " nodad" if v6 else "")]
     for o in others:
-        lines.append("route add %s dev %s scope link table %d" % (o["block"], DEV, TABLE))
+        lines.append("route add %s dev %s scope link table %d" % (o[block], dev, TABLE))
     lines.append("rule add not fwmark 0x%x/0x%x lookup %d priority %d" % (FWMARK, FWMARK, TABLE, RULE_PRIORITY))
     return lines
 
 
 def prepare(cluster, run_dir):
-    """Fresh keys for every node (per lab up) and each node's spec file in run_dir (mode 0600)."""
+    """Fresh keys for every node and device (per lab up) and each node's spec file in run_dir (mode 0600):
+    ``{"devices": [{dev, family, conf, ip}]}``, the IPv6 device too on a dual-stack lab."""
     nodes = cluster["nodes"]
-    keys = {n["name"]: _keypair() for n in nodes}
-    publics = {name: pair[1] for name, pair in keys.items()}
+    families = [False, True] if cluster.get("ipv6") else [False]
+    keys = {(n["name"], v6): _keypair() for n in nodes for v6 in families}
     for n in nodes:
         others = [o for o in nodes if o is not n]
+        devices = []
+        for v6 in families:
+            publics = {o["name"]: keys[(o["name"], v6)][1] for o in others}
+            devices.append({"dev": _family(v6)[0], "family": "-6" if v6 else "-4",
+                            "conf": config_text(n, others, keys[(n["name"], v6)][0], publics, v6), "ip": ip_lines(n, others, v6)})
         path = spec_path(run_dir, n)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump({"conf": config_text(n, others, keys[n["name"]][0], publics), "ip": ip_lines(n, others)}, f)
-    return publics
+            json.dump({"devices": devices}, f)
+    return {(name, v6): pair[1] for (name, v6), pair in keys.items()}
 
 
 def spec_path(run_dir, node):
@@ -100,31 +126,52 @@ def _private_uapi_dir():
     nodeinit._mount("tmpfs", UAPI_DIR, "tmpfs", 0, "mode=0700,size=1m")
 
 
-def serve(spec_file, ready):
-    with open(spec_file) as f:
-        spec = json.load(f)
-    _private_uapi_dir()
-    env = dict(os.environ, LOG_LEVEL="error", WG_PROCESS_FOREGROUND="1")
-    daemon = subprocess.Popen([WIREGUARD_GO, "-f", DEV], env=env, stdin=subprocess.DEVNULL)
-    signal.signal(signal.SIGTERM, lambda *_: (daemon.terminate(), os._exit(0)))
-    sock = os.path.join(UAPI_DIR, DEV + ".sock")
+def _start(dev, env):
+    """wireguard-go for ``dev`` in the foreground, once its UAPI socket answers."""
+    daemon = subprocess.Popen([WIREGUARD_GO, "-f", dev], env=env, stdin=subprocess.DEVNULL)
+    sock = os.path.join(UAPI_DIR, dev + ".sock")
     deadline = time.monotonic() + 10
     while not os.path.exists(sock):
         if daemon.poll() is not None or time.monotonic() > deadline:
             sys.exit("wireguard.py: wireguard-go did not create %s (exit %s)" % (sock, daemon.poll()))
         time.sleep(0.01)
-    conf = spec_file + ".conf"
+    return daemon
+
+
+def _configure(spec_file, device):
+    conf = "%s.%s.conf" % (spec_file, device["dev"])
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(spec["conf"])
+        f.write(device["conf"])
     try:
-        subprocess.run([WG, "setconf", DEV, conf], check=True)
+        subprocess.run([WG, "setconf", device["dev"], conf], check=True)
     finally:
         os.unlink(conf)
-    subprocess.run(["ip", "-batch", "-"], input="\n".join(spec["ip"]) + "\n", text=True, check=True)
+    subprocess.run(["ip", device["family"], "-batch", "-"], input="\n".join(device["ip"]) + "\n", text=True, check=True)
+
+
+def serve(spec_file, ready):
+    with open(spec_file) as f:
+        spec = json.load(f)
+    _private_uapi_dir()
+    env = dict(os.environ, LOG_LEVEL="error", WG_PROCESS_FOREGROUND="1")
+    daemons = []
+
+    def stop(*_):
+        for d in daemons:
+            d.terminate()
+        os._exit(0)
+    signal.signal(signal.SIGTERM, stop)
+    for device in spec["devices"]:
+        daemons.append(_start(device["dev"], env))
+        _configure(spec_file, device)
     with open(ready, "w") as f:
-        f.write("%d\n" % daemon.pid)
-    sys.exit(daemon.wait())
+        f.write("%s\n" % " ".join(str(d.pid) for d in daemons))
+    pid, status = os.wait()     # the service ends when any of its daemons does
+    for d in daemons:
+        if d.pid != pid:
+            d.terminate()
+    sys.exit(os.waitstatus_to_exitcode(status))
 
 
 def main(argv=None):
