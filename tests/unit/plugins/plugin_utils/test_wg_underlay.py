@@ -8,6 +8,9 @@ Captures in tests/unit/fixtures/wireguard/ are real: the playbook's own pcaps of
   (iptables mangle PREROUTING: node-b's tcpdump still sees the messages arrive);
 * wire_drop_to_node_b/ - `fault add wire-drop --node node-b --proto udp --port 51820` (the lab
   bridge drops them: node-b's eth0 never sees them).
+* ipv6_healthy/ - fd00:10:244::4f -> [fd00:10:244::af]:443 on `lab.py up --mode wireguard --nodes 2
+  --ipv6`: Calico's second device wg-v6.cali, UDP 51821 between the nodes' IPv6 addresses
+  fd00:10:240::1 and ::2 (the session was up already: no handshake in the trace).
 """
 import json
 import os
@@ -27,25 +30,32 @@ PATH = [("node-a", SRC_VETH, "src-veth", "none"), ("node-a", "wireguard.cali", "
 IPS = {"node-a": A_IP, "node-b": B_IP}
 
 
-def plan():
+V6 = {"path": [(n, "wg-v6.cali" if i == "wireguard.cali" else i, r, e) for n, i, r, e in PATH],
+      "ips": {"node-a": "fd00:10:240::1", "node-b": "fd00:10:240::2"}, "port": 51821,
+      "run": {"src": "fd00:10:244::4f", "dst": "fd00:10:244::af", "proto": "tcp", "port": 443}}
+
+
+def plan(shape=None):
+    shape = shape or {}
+    path, ips = shape.get("path", PATH), shape.get("ips", IPS)
     hops = []
-    for i, (node, iface, role, encap) in enumerate(PATH, 1):
-        hops.append({"index": i, "direction": "request", "node": node, "node_ip": IPS[node], "interface": iface, "role": role,
+    for i, (node, iface, role, encap) in enumerate(path, 1):
+        hops.append({"index": i, "direction": "request", "node": node, "node_ip": ips[node], "interface": iface, "role": role,
                      "encap": encap, "capture": "%s/%s" % (node, iface)})
-    for i, (node, iface, role, encap) in enumerate(reversed(PATH), 1):
+    for i, (node, iface, role, encap) in enumerate(reversed(path), 1):
         role = {"dst-veth": "src-veth", "src-veth": "dst-veth", "tunnel-in": "tunnel-out", "tunnel-out": "tunnel-in",
                 "underlay-in": "underlay-out", "underlay-out": "underlay-in"}[role]
-        hops.append({"index": i, "direction": "response", "node": node, "node_ip": IPS[node], "interface": iface, "role": role,
+        hops.append({"index": i, "direction": "response", "node": node, "node_ip": ips[node], "interface": iface, "role": role,
                      "encap": encap, "capture": "%s/%s" % (node, iface)})
-    captures = [{"key": "%s/%s" % (n, i), "node": n, "interface": i, "underlay_port": 51820 if i == "eth0" else None}
-                for n, i, _r, _e in PATH]
-    return {"run": {"src": "172.17.25.79", "dst": "172.17.25.239", "proto": "tcp", "port": 443},
+    captures = [{"key": "%s/%s" % (n, i), "node": n, "interface": i, "underlay_port": shape.get("port", 51820) if i == "eth0" else None}
+                for n, i, _r, _e in path]
+    return {"run": shape.get("run", {"src": "172.17.25.79", "dst": "172.17.25.239", "proto": "tcp", "port": 443}),
             "src_node": "node-a", "dst_node": "node-b", "encap": "wireguard", "hops": hops, "captures": captures}
 
 
-def captures(case):
+def captures(case, path=PATH):
     return [{"key": "%s/%s" % (n, i), "node": n, "interface": i, "status": "ok",
-             "file": os.path.join(FIXTURES, case, n, i + ".pcap"), "dropped": 0} for n, i, _r, _e in PATH]
+             "file": os.path.join(FIXTURES, case, n, i + ".pcap"), "dropped": 0} for n, i, _r, _e in path]
 
 
 def statuses(report, direction):
@@ -89,6 +99,25 @@ def test_drop_between_the_nodes_is_put_between_the_two_nics():
     info = report["wireguard"]["request"]
     assert info["received"] == {"data": 0, "keepalive": 0, "handshake": 0, "cookie": 0}
     assert info["lost"] == info["carried"] + info["held_for_handshake"] == 1
+
+
+def test_ipv6_on_wg_v6_cali_is_matched_between_the_nodes_ipv6_addresses_on_51821():
+    report = analysis.analyze(plan(V6), captures("ipv6_healthy", V6["path"]))
+    assert report["verdict"] == "every hop saw the request and the response" and report["healthy"] is True
+    assert statuses(report, "request") == ["seen"] * 6 and statuses(report, "response") == ["seen"] * 6
+    assert [h["packets"] for h in report["hops"]] == [4] * 6 + [2] * 6
+    assert report["wireguard"]["request"] == {
+        "from": "node-a eth0", "to": "node-b eth0", "from_ip": "fd00:10:240::1", "to_ip": "fd00:10:240::2", "port": 51821,
+        "sent": {"data": 4, "keepalive": 0, "handshake": 0, "cookie": 0},
+        "received": {"data": 4, "keepalive": 0, "handshake": 0, "cookie": 0},
+        "carried": 4, "held_for_handshake": 0, "inferred": 0, "lost": 0}
+    assert report["wireguard"]["response"]["carried"] == 2
+    assert report["notes"][0].startswith(
+        "node-a eth0 -> node-b eth0: WireGuard UDP 51821 from fd00:10:240::1 to fd00:10:240::2 is encrypted, so the flow's "
+        "packets there were matched by node pair, port, count and timing")
+    # IPv4's port finds none of these messages: the port is part of the match
+    wrong = analysis.analyze(plan(dict(V6, port=51820)), captures("ipv6_healthy", V6["path"]))
+    assert wrong["wireguard"]["request"]["sent"]["data"] == 0 and wrong["wireguard"]["request"]["inferred"] == 4
 
 
 def test_a_missing_underlay_capture_is_unknown_and_the_rest_still_matched():
