@@ -4,7 +4,8 @@ WireGuard: Calico's second device wg-v6.cali (wireguard-go, port 51821, MTU 1420
 pods' IPv6 between the nodes' IPv6 addresses; its underlay hops are matched by node pair, port,
 count and timing. Flannel: flannel-v6.1 (kernel VXLAN over IPv6, VNI 1, port 8472) and cni0's
 IPv6 subnet. Per data path one healthy trace with the exact hop table and one injected loss with
-the exact verdict; two lab shapes for the module. Root only.
+the exact verdict, plus a WireGuard trace planned from both path nodes' routes (an entry node off
+the path, 3 nodes); three lab shapes for the module. Root only.
 """
 import os
 import re
@@ -67,6 +68,20 @@ def test_ipv6_over_wg_v6_cali_is_healthy_and_matched_on_51821(lab_factory, tmp_p
     assert re.search(r"dev wg-v6\.cali; WireGuard peer \S+ \(allowed IPs hold fd00:10:244::af\) has endpoint "
                      r"fd00:10:240::2, ip6 of node-b", " ".join(" ".join(report["path"]["lines"]).split())), report["path"]
     assert node_leftovers() == {}
+
+
+def test_an_entry_node_off_the_path_reads_both_and_filters_each_familys_peer(lab_factory, tmp_path):
+    # node-c plans from node-a's and node-b's routes: each lists the other as 10.240.x and fd00:10:240::x;
+    # the IPv6 flow's underlay filter must name the wg-v6.cali peer's IPv6 address
+    lab_factory("wireguard", 3, ipv6=True)
+    rc, out, report = trace(tmp_path, *flow(WG_SRC6, WG_DST6, 443), "-e", "via=node-c")
+    assert rc == 0, out[-3000:]
+    # both path nodes were read (none deferred): the plan took each direction's own route_info
+    assert (report["path"]["entry"], report["path"]["hosts"], report["path"]["deferred"]) == ("node-c", ["node-a", "node-b"], [])
+    assert hop_rows(report) == rows(WG6, ["seen"] * 6, ["seen"] * 6)
+    wg = report["wireguard"]["request"]
+    assert (wg["from_ip"], wg["to_ip"], wg["port"], wg["inferred"]) == (A6, B6, 51821, 0)
+    assert wg["sent"]["data"] == wg["received"]["data"] >= wg["carried"] == report["hops"][1]["packets"]
 
 
 def test_wire_drop_of_udp_51821_is_put_between_the_two_nics(lab_factory, tmp_path):
