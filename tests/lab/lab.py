@@ -16,7 +16,8 @@
   lab.py fault add calico-deny|reject --node N --src IP --dst IP --port P   (tests/lab/whyfaults.py)
   lab.py fault add pod-route-gone --node N --dst IP | rp-filter --node N --src IP --dst IP --iface TUNNEL
   lab.py fault del ID | fault list [--json] | fault clear
-  lab.py services up|down|list         kube-proxy-shaped Services on every node (tests/lab/kubeproxy.py)
+  lab.py services up|down|list [--proxy-mode iptables|nft]   kube-proxy-shaped Services on every node
+                                       (iptables: tests/lab/kubeproxy.py; nft: tests/lab/kubeproxy_nft.py)
 
 Every command holds an exclusive flock on /run/hoptrace-lab.lock. Needs root.
 """
@@ -33,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster  # noqa: E402
 import faults  # noqa: E402
 import kubeproxy  # noqa: E402
+import kubeproxy_nft  # noqa: E402
 
 LOCK = "/run/hoptrace-lab.lock"
 
@@ -105,6 +107,8 @@ def parser():
     fsub.add_parser("clear")
     p = sub.add_parser("services")
     p.add_argument("action", choices=("up", "down", "list"))
+    p.add_argument("--proxy-mode", choices=("iptables", "nft"), default="iptables",
+                   help="the rules kube-proxy's proxier of that mode writes (down removes both)")
     return ap
 
 
@@ -147,8 +151,12 @@ def main(argv=None):
                     raise RuntimeError("the lab is down")
                 for n in state["nodes"]:
                     if args.action == "up":
-                        kubeproxy.install(n["netns"])
+                        # one mode at a time, as on a real node: the other mode's rules go first
+                        other, mine = (kubeproxy, kubeproxy_nft) if args.proxy_mode == "nft" else (kubeproxy_nft, kubeproxy)
+                        other.remove(n["netns"])
+                        mine.install(n["netns"])
                     elif args.action == "down":
+                        kubeproxy_nft.remove(n["netns"])
                         kubeproxy.remove(n["netns"])
                 print(json.dumps(kubeproxy.services(), indent=1))
             elif args.fcmd == "add":

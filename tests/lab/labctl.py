@@ -165,9 +165,9 @@ def fault_add(kind, node, iface=None, direction=None, src=None, dst=None, proto=
     return json.loads(lab(*args))
 
 
-def services_up():
-    """kube-proxy-shaped Services on every node (tests/lab/kubeproxy.py); returns their list."""
-    return json.loads(lab("services", "up"))
+def services_up(proxy_mode="iptables"):
+    """kube-proxy-shaped Services on every node (tests/lab/kubeproxy.py, nft: kubeproxy_nft.py); returns their list."""
+    return json.loads(lab("services", "up", "--proxy-mode", proxy_mode))
 
 
 def services_down():
