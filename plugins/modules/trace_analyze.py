@@ -447,9 +447,9 @@ report:
         - A trace to a Service address only - the Service kube-proxy's rules name (C(name), C(port_name),
           C(kind), C(address), C(port), C(mode)), C(read_on) (the node whose rules were read), C(dnat_on) (the
           source node, whose DNAT picks the backend), C(endpoints) (IP:PORT), C(masquerade), C(rejected) (the
-          REJECT rule when it has no endpoints), C(backend) (C(ip), C(port), C(node), C(pod)), C(chosen_by) (the
-          only endpoint, the DNAT node's conntrack entry cross-checked with the captures after the DNAT, or the
-          captures alone) and C(line), one sentence.
+          REJECT rule, in nftables mode the no-endpoint-services element, when it has no endpoints), C(backend)
+          (C(ip), C(port), C(node), C(pod)), C(chosen_by) (the only endpoint, the DNAT node's conntrack entry
+          cross-checked with the captures after the DNAT, or the captures alone) and C(line), one sentence.
         - C(conntrack) - what the DNAT node's conntrack said after the probe - C(node), C(by) (the command or file),
           C(entries) (the flow's, see the C(flow_conntrack) of M(hoptrace.k8s.capture)'s C(counters)), C(more) and
           C(text) (the entry used, one sentence); null when it was not read. C(snat_to) - the address the backend

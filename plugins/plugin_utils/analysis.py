@@ -683,17 +683,18 @@ def verdict(rows, caps, plan, refusal=None, repeat=None):
 
 
 def service_verdict(service, an):
-    """A Service without endpoints: kube-proxy's REJECT rule answers on the source node (plan ``service``)."""
+    """A Service without endpoints: kube-proxy's REJECT rule (nft: its no-endpoint-services map's
+    reject-chain) answers on the source node (plan ``service``)."""
     head = "Service %s (%s:%s) has no endpoints" % (service.get("name") or service.get("port_name"), service["address"], service["port"])
-    node = service.get("dnat_on")
+    node, who = service.get("dnat_on"), service_text.refuser(service)
     answered = [err for cs in an.caps if cs.node == node for (_h, _ts, err, about) in cs.icmp if about == 0 and err.type == 3]
     rst = any(cs.flags[1][i] for cs in an.caps if cs.node == node for i in RST_BITS)
     if answered or rst:
         how = "ICMP port unreachable" if answered else "a TCP RST"
-        return "%s: kube-proxy's REJECT rule on %s answered (%s)" % (head, node, how)
+        return "%s: %s on %s answered (%s)" % (head, who, node, how)
     if not any(cs.count[0] for cs in an.caps):
-        return "%s (kube-proxy's REJECT rule on %s); the request was not seen" % (head, node)
-    return "%s (kube-proxy's REJECT rule on %s); no answer was seen" % (head, node)
+        return "%s (%s on %s); the request was not seen" % (head, who, node)
+    return "%s (%s on %s); no answer was seen" % (head, who, node)
 
 
 def _masqueraded(service, rows):

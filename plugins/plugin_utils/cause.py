@@ -287,12 +287,24 @@ def explain(an, rows):
         if best["kind"] == "icmp-frag-needed" and direction_status(path) == "ok":
             best["confidence"] = "low"
         if best["kind"].startswith("icmp-"):
-            sent = cc.rejecting_rule(best, counters)
+            sent = cc.rejecting_rule(best, counters) or _nft_refusal(best, an.plan.get("service"))
             if sent:
                 best["text"] += "; %s" % sent[0]
                 best["evidence"].append(sent[1])
         causes[name] = best
     return causes
+
+
+def _nft_refusal(item, service):
+    """For an ICMP error first seen on the node whose kube-proxy (nftables mode) rejects a Service without
+    endpoints: the no-endpoint-services element that sends it there, as ``(text, evidence)``, or None.
+    kube-proxy's nft rules have no counters, so its table's own words stand in for a counted rule."""
+    node = (item.get("first") or {}).get("node")
+    if not service or service.get("mode") != "nft" or not service.get("rejected") or node != service.get("dnat_on"):
+        return None
+    text = "%s's kube-proxy nft table sends it: %s, in table ip kube-proxy (its rules keep no counters)" % (
+        node, service["rejected"])
+    return text, "%s nft list table ip kube-proxy: %s" % (node, service["rejected"])
 
 
 def direction_status(path):

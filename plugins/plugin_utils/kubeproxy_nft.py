@@ -155,10 +155,11 @@ def translate(text, dst, port, proto="tcp", src=None, local=False):
         if rejected is None:
             return None
         service = comment.split(":", 1)[0] if comment else None
+        verdict = rejected if rejected == "drop" else "goto %s" % rejected
+        element = "%s . %s . %s comment \"%s\" : %s (map no-endpoint-services)" % (dst, proto, port, comment, verdict)
         return {"mode": "nft", "service": service, "port_name": comment, "kind": "clusterip", "address": str(dst),
                 "port": int(port), "proto": proto, "endpoints": [], "masquerade": False, "masquerade_rules": [],
-                "rejected": "%s . %s . %s comment \"%s\" : goto %s (map no-endpoint-services)" % (dst, proto, port, comment, rejected),
-                "rule": "no-endpoint-services", "chains": []}
+                "rejected": element, "rule": element, "chains": [rejected] if rejected != "drop" else []}
     out = {"endpoints": [], "masquerade": [], "chains": [target]}
     _walk(tables, target, src, out)
     service, port_name = _name(target)

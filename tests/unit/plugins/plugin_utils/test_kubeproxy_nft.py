@@ -63,3 +63,66 @@ def test_node_side_reads_the_nft_table_only_without_kube_proxys_iptables_chains(
     node = _Node({"iptables-save": "*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n", "nft": REAL})
     assert "nft" not in read_service_rules(node, [{"ifname": "eth0"}])
     assert node.ran == [["/usr/sbin/iptables-save"]]
+
+
+LAB = open(os.path.join(HERE, "..", "..", "fixtures", "services", "lab-node-a-nft-list-table.txt")).read()
+SRC = "172.17.25.79"
+
+
+def test_the_labs_real_listing():
+    t = nft.translate(LAB, "10.96.10.20", 443, "tcp", src=SRC)
+    assert (t["service"], t["port_name"], t["kind"], t["masquerade"], t["rejected"]) == (
+        "openshift-ingress/router-internal-default", "openshift-ingress/router-internal-default:https", "clusterip", False, None)
+    assert t["endpoints"] == [{"ip": "172.17.25.239", "port": 443, "chance": 1.0, "hairpin": False,
+                               "chain": "endpoint-UXYJUDAF-openshift-ingress/router-internal-default/tcp/https__172.17.25.239/443"}]
+    t = nft.translate(LAB, "10.96.10.30", 443, "tcp", src=SRC)
+    assert [(e["ip"], e["chance"]) for e in t["endpoints"]] == [("172.17.25.66", 0.5), ("172.17.25.193", 0.5)]
+    # the backend itself through its Service: the endpoint chain's hairpin masquerade
+    assert nft.translate(LAB, "10.96.10.30", 443, "tcp", src="172.17.25.66")["endpoints"][0]["hairpin"] is True
+    t = nft.translate(LAB, "10.96.10.40", 443, "tcp", src=SRC)
+    assert t["rejected"] == '10.96.10.40 . tcp . 443 comment "default/empty:https" : goto reject-chain (map no-endpoint-services)'
+    assert (t["service"], t["endpoints"], t["chains"]) == ("default/empty", [], ["reject-chain"])
+    t = nft.translate(LAB, "10.240.0.9", 30443, "tcp", src=SRC, local=True)
+    assert (t["kind"], t["service"], t["masquerade"], [e["ip"] for e in t["endpoints"]]) == (
+        "nodeport", "default/web-nodeport", True, ["172.17.25.193"])
+    assert t["rule"] == "tcp . 30443 : goto external-QRJBX24H-default/web-nodeport/tcp/https (map service-nodeports)"
+    # the nodePort only on a node's own address (the services chain's fib daddr type local)
+    assert nft.translate(LAB, "10.240.0.9", 30443, "tcp", src=SRC) is None
+
+
+def test_what_refuses_a_service_without_endpoints_is_named_per_mode():
+    from ansible_collections.hoptrace.k8s.plugins.plugin_utils.service_text import describe, refuser
+    rejected = nft.translate(LAB, "10.96.10.40", 443, "tcp", src=SRC)["rejected"]
+    svc = {"mode": "nft", "rejected": rejected, "address": "10.96.10.40", "port": 443, "name": "default/empty", "dnat_on": "node-a"}
+    assert refuser(svc) == "kube-proxy's nft map no-endpoint-services -> reject-chain"
+    assert describe(svc) == ("Service 10.96.10.40:443 (default/empty) has no endpoints: kube-proxy's nft map "
+                             "no-endpoint-services -> reject-chain on node-a answers")
+    # externalTrafficPolicy Local without local endpoints: kube-proxy's element says drop
+    dropped = LAB.replace(': goto reject-chain }', ': drop }')
+    assert refuser(dict(svc, rejected=nft.translate(dropped, "10.96.10.40", 443, "tcp")["rejected"])) == (
+        "kube-proxy's nft map no-endpoint-services -> drop")
+    assert refuser(dict(svc, mode="iptables")) == "kube-proxy's REJECT rule"
+
+
+def test_the_cause_of_the_reject_names_the_nft_element():
+    from ansible_collections.hoptrace.k8s.plugins.plugin_utils.cause import _nft_refusal
+    rejected = nft.translate(LAB, "10.96.10.40", 443, "tcp", src=SRC)["rejected"]
+    svc = {"mode": "nft", "rejected": rejected, "dnat_on": "node-a"}
+    item = {"first": {"node": "node-a"}}
+    assert _nft_refusal(item, svc) == (
+        "node-a's kube-proxy nft table sends it: 10.96.10.40 . tcp . 443 comment \"default/empty:https\" : goto reject-chain "
+        "(map no-endpoint-services), in table ip kube-proxy (its rules keep no counters)",
+        "node-a nft list table ip kube-proxy: " + rejected)
+    # an error first seen elsewhere, or iptables mode (its REJECT rule has counters): not this
+    assert _nft_refusal({"first": {"node": "node-b"}}, svc) is None
+    assert _nft_refusal(item, dict(svc, mode="iptables")) is None
+
+
+def test_the_labs_nft_no_endpoints_report_follows_the_schema():
+    import json
+
+    from test_report_schema import SCHEMA, validate
+    data = json.load(open(os.path.join(HERE, "..", "..", "fixtures", "services", "lab-service-nft-no-endpoints.json")))
+    assert validate(data, SCHEMA) == []
+    assert (data["service"]["mode"], data["healthy"]) == ("nft", False)
+    assert "no-endpoint-services -> reject-chain on node-a answered" in data["verdict"]
