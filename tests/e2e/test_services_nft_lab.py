@@ -1,0 +1,107 @@
+"""Traces to Kubernetes Services on the lab in kube-proxy's nftables mode: the table kube-proxy's
+nftables proxier writes (tests/lab/kubeproxy_nft.py, `lab.py services up --proxy-mode nft`) on every
+node and no iptables kube-proxy chain, so route_info reads `nft list table ip kube-proxy`; real
+kernel DNAT (numgen vmap, dnat to), reject-chain, masquerade fully-random; the real playbook over SSH.
+
+The same flows as test_services_lab.py's (one lab shape, ipip with 2 nodes); four traces.
+"""
+import os
+
+import pytest
+from test_services_lab import A2_VETH, B2_VETH, B_VETH, EMPTY_SVC, NODE_B, SEED_SVC, WEB_SVC, _keep, args, remote_rows
+from test_trace import SRC_VETH, hop_rows, node_leftovers, trace
+
+from lab import labctl
+
+pytest_plugins = ["lab.fixtures"]
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
+
+SEED_SERVICE_CHAIN = "service-WF3IK77V-openshift-ingress/router-internal-default/tcp/https"
+SEED_ENDPOINT_CHAIN = "endpoint-UXYJUDAF-openshift-ingress/router-internal-default/tcp/https__172.17.25.239/443"
+
+
+@pytest.fixture(scope="module")
+def nft_services(lab_factory):
+    lab_factory("ipip", 2)
+    listed = labctl.services_up("nft")
+    yield listed
+    labctl.fault_clear()
+    labctl.services_down()
+
+
+def test_nft_mode_has_no_iptables_kube_proxy_chain(nft_services):
+    # as on a real nft-mode node: route_info must find the Services in the nft table alone
+    saved = labctl.exec_in_node("node-a", ["iptables-save"]).stdout
+    assert "KUBE-" not in saved
+    listed = labctl.exec_in_node("node-a", ["nft", "list", "table", "ip", "kube-proxy"]).stdout
+    assert "chain %s {" % SEED_SERVICE_CHAIN in listed and "chain %s {" % SEED_ENDPOINT_CHAIN in listed
+
+
+def test_nft_clusterip_with_a_remote_backend_is_healthy_and_names_it(nft_services, tmp_path):
+    rc, out, report = trace(tmp_path, *args(SEED_SVC))
+    assert rc == 0, out[-3000:]
+    assert hop_rows(report) == remote_rows(B_VETH)
+    assert report["verdict"] == "every hop saw the request and the response"
+    svc = report["service"]
+    assert svc["line"] == ("Service 10.96.10.20:443 (openshift-ingress/router-internal-default) -> backend "
+                           "172.17.25.239:443 (on node-b), chosen by kube-proxy's DNAT on node-a")
+    assert (svc["endpoints"], svc["kind"], svc["mode"], svc["chosen_by"]) == (
+        ["172.17.25.239:443"], "clusterip", "nft", "the Service's only endpoint")
+    assert svc["backend"] == {"ip": "172.17.25.239", "port": 443, "node": "node-b", "pod": None}
+    assert report["run"]["dst"] == "172.17.25.239"
+    # the path says where the translation was read: nft mode, not iptables
+    assert report["path"]["lines"][1].startswith(
+        "dst 10.96.10.20:443: Service openshift-ingress/router-internal-default in node-a's kube-proxy rules (nft), "
+        "backend 172.17.25.239:443 on node-b")
+    assert node_leftovers() == {}
+
+
+def test_nft_two_endpoints_the_captures_tell_the_chosen_backend(nft_services, tmp_path):
+    rc, out, report = trace(tmp_path, *args(WEB_SVC))
+    assert rc == 0, out[-3000:]
+    backend = report["service"]["backend"]
+    other = {"172.17.25.66": "172.17.25.193:443", "172.17.25.193": "172.17.25.66:443"}[backend["ip"]]
+    if backend["ip"] == "172.17.25.66":       # node-a's own pod: veth to veth after the DNAT
+        assert backend["node"] == "node-a"
+        assert hop_rows(report) == [("request", 1, "node-a", SRC_VETH, "seen"), ("request", 2, "node-a", A2_VETH, "seen"),
+                                    ("response", 1, "node-a", A2_VETH, "seen"), ("response", 2, "node-a", SRC_VETH, "seen")]
+    else:
+        assert backend["node"] == "node-b"
+        assert hop_rows(report) == remote_rows(B2_VETH)
+    assert report["service"]["chosen_by"] == ("the captures: its hops saw the flow after the DNAT, those of %s did not" % other)
+    assert report["service"]["endpoints"] == ["172.17.25.66:443", "172.17.25.193:443"]
+    assert report["service"]["mode"] == "nft"
+    assert report["healthy"] is True
+
+
+def test_nft_service_without_endpoints_is_kube_proxys_reject_chain(nft_services, tmp_path):
+    rc, out, report = trace(tmp_path, *args(EMPTY_SVC))
+    assert rc == 2, out[-3000:]
+    assert report["verdict"] == ("Service default/empty (10.96.10.40:443) has no endpoints: kube-proxy's nft map "
+                                 "no-endpoint-services -> reject-chain on node-a answered (ICMP port unreachable)")
+    rejected = '10.96.10.40 . tcp . 443 comment "default/empty:https" : goto reject-chain (map no-endpoint-services)'
+    assert report["service"]["rejected"] == rejected
+    # kube-proxy's nft rules have no counters: the table's element says who sent the ICMP error
+    assert report["why"] == ("node-a (10.240.128.12) answered the request with ICMP port unreachable (type 3 code 3, first seen "
+                             "on node-a %s); node-a's kube-proxy nft table sends it: %s, in table ip kube-proxy (its rules keep "
+                             "no counters)" % (SRC_VETH, rejected))
+    _keep(report, "lab-service-nft-no-endpoints.json")
+    assert report["healthy"] is False
+    assert report["service"]["backend"] is None and report["service"]["endpoints"] == []
+    assert hop_rows(report)[0] == ("request", 1, "node-a", SRC_VETH, "seen")
+
+
+def test_nft_nodeport_of_another_node_is_dnated_and_masqueraded_there(nft_services, tmp_path):
+    rc, out, report = trace(tmp_path, *args(NODE_B, 30443))
+    assert rc == 0, out[-3000:]
+    assert hop_rows(report) == [
+        ("request", 1, "node-a", SRC_VETH, "seen"), ("request", 2, "node-a", "eth0", "seen"),
+        ("request", 3, "node-b", "eth0", "seen"), ("request", 4, "node-b", B2_VETH, "seen"),
+        ("response", 1, "node-b", B2_VETH, "seen"), ("response", 2, "node-b", "tunl0", "seen"),
+        ("response", 3, "node-b", "eth0", "seen"), ("response", 4, "node-a", "eth0", "seen"),
+        ("response", 5, "node-a", "tunl0", "seen"), ("response", 6, "node-a", SRC_VETH, "seen")]
+    assert report["verdict"] == "every hop saw the request and the response"
+    svc = report["service"]
+    assert svc["line"] == ("NodePort 10.240.0.9:30443 (default/web-nodeport) -> backend 172.17.25.193:443 (on node-b), "
+                           "chosen by kube-proxy's DNAT on node-b (masquerading the source)")
+    assert (svc["kind"], svc["masquerade"], svc["dnat_on"], svc["mode"]) == ("nodeport", True, "node-b", "nft")
