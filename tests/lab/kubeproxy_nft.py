@@ -35,7 +35,10 @@ import base64
 import hashlib
 import subprocess
 
-import kubeproxy
+try:
+    from . import kubeproxy
+except ImportError:                       # loaded as a top-level module (lab.py)
+    import kubeproxy
 
 TABLE = "kube-proxy"
 MASQ_MARK = "0x00004000"             # kube-proxy's default masquerade bit 14, printed as %#08x
