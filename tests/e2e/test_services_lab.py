@@ -30,6 +30,14 @@ def _keep(report, name):
             json.dump(report, handle, indent=1, sort_keys=True)
 
 
+NODEPORT_ROWS = [
+    ("request", 1, "node-a", SRC_VETH, "seen"), ("request", 2, "node-a", "eth0", "seen"),
+    ("request", 3, "node-b", "eth0", "seen"), ("request", 4, "node-b", B2_VETH, "seen"),
+    ("response", 1, "node-b", B2_VETH, "seen"), ("response", 2, "node-b", "tunl0", "seen"),
+    ("response", 3, "node-b", "eth0", "seen"), ("response", 4, "node-a", "eth0", "seen"),
+    ("response", 5, "node-a", "tunl0", "seen"), ("response", 6, "node-a", SRC_VETH, "seen")]
+
+
 def remote_rows(dst_veth, status="seen"):
     path = REMOTE + [("node-b", dst_veth)]
     rows = [("request", i + 1, n, iface, status) for i, (n, iface) in enumerate(path)]
@@ -52,16 +60,7 @@ def services(lab_factory):
 def test_clusterip_with_a_remote_backend_is_healthy_and_names_it(services, tmp_path):
     rc, out, report = trace(tmp_path, *args(SEED_SVC))
     assert rc == 0, out[-3000:]
-    assert hop_rows(report) == remote_rows(B_VETH)
-    assert report["verdict"] == "every hop saw the request and the response"
-    svc = report["service"]
-    assert svc["line"] == ("Service 10.96.10.20:443 (openshift-ingress/router-internal-default) -> backend "
-                           "172.17.25.239:443 (on node-b), chosen by kube-proxy's DNAT on node-a")
-    assert svc["backend"] == {"ip": "172.17.25.239", "port": 443, "node": "node-b", "pod": None}
-    assert (svc["endpoints"], svc["kind"], svc["mode"], svc["chosen_by"]) == (
-        ["172.17.25.239:443"], "clusterip", "iptables", "the Service's only endpoint")
-    # the run is the backend's; the source veth saw the Service address (the title says both)
-    assert report["run"]["dst"] == "172.17.25.239"
+    svc = assert_seed_service(report, "iptables")
     title = "hoptrace: tcp 172.17.25.79 -> 10.96.10.20:443 -> 172.17.25.239:443 (ipip, node-a -> node-b)"
     assert title[:79] in out
     _keep(report, "lab-service-clusterip.json")
@@ -78,28 +77,8 @@ def test_clusterip_with_a_remote_backend_is_healthy_and_names_it(services, tmp_p
 def test_two_endpoints_the_captures_tell_the_chosen_backend(services, tmp_path):
     rc, out, report = trace(tmp_path, *args(WEB_SVC))
     assert rc == 0, out[-3000:]
-    backend = report["service"]["backend"]
-    other = {"172.17.25.66": "172.17.25.193:443", "172.17.25.193": "172.17.25.66:443"}[backend["ip"]]
-    if backend["ip"] == "172.17.25.66":       # node-a's own pod: veth to veth after the DNAT
-        assert backend["node"] == "node-a"
-        assert hop_rows(report) == [("request", 1, "node-a", SRC_VETH, "seen"), ("request", 2, "node-a", A2_VETH, "seen"),
-                                    ("response", 1, "node-a", A2_VETH, "seen"), ("response", 2, "node-a", SRC_VETH, "seen")]
-    else:
-        assert backend["node"] == "node-b"
-        assert hop_rows(report) == remote_rows(B2_VETH)
-    # node-a's conntrack entry of the probe's connection (its source port) names the backend, and the
-    # captures after the DNAT saw the flow on that backend's hops only
-    ct = report["service"]["conntrack"]
-    assert (ct["node"], ct["by"], len(ct["entries"])) == (
-        "node-a", "conntrack -L -p tcp --orig-src %s --orig-dst %s --dport 443" % (SRC, WEB_SVC), 1)
-    sport = ct["entries"][0]["orig"]["sport"]
-    assert report["service"]["chosen_by"] == (
-        "conntrack on node-a: %s:%d -> %s:443 was DNATed to %s:443; the captures agree: its hops saw the flow after the DNAT, "
-        "those of %s did not" % (SRC, sport, WEB_SVC, backend["ip"], other))
-    assert report["service"]["snat_to"] is None and not [n for n in report["notes"] if "conntrack" in n]
-    assert report["service"]["endpoints"] == ["172.17.25.66:443", "172.17.25.193:443"]
+    assert_two_endpoints(report, "iptables")
     _keep(report, "lab-service-two-endpoints.json")
-    assert report["healthy"] is True
 
 
 def test_service_without_endpoints_is_kube_proxys_reject(services, tmp_path):
@@ -133,28 +112,7 @@ def test_dnat_done_but_backend_unreachable_says_where_it_stopped(services, tmp_p
 def test_nodeport_of_another_node_is_dnated_and_masqueraded_there(services, tmp_path):
     rc, out, report = trace(tmp_path, *args(NODE_B, 30443))
     assert rc == 0, out[-3000:]
-    # the request goes to node-b's address on the underlay; node-b DNATs and masquerades it to its pod,
-    # whose answer goes back the way node-b routes the source pod: through the IPIP tunnel
-    assert hop_rows(report) == [
-        ("request", 1, "node-a", SRC_VETH, "seen"), ("request", 2, "node-a", "eth0", "seen"),
-        ("request", 3, "node-b", "eth0", "seen"), ("request", 4, "node-b", B2_VETH, "seen"),
-        ("response", 1, "node-b", B2_VETH, "seen"), ("response", 2, "node-b", "tunl0", "seen"),
-        ("response", 3, "node-b", "eth0", "seen"), ("response", 4, "node-a", "eth0", "seen"),
-        ("response", 5, "node-a", "tunl0", "seen"), ("response", 6, "node-a", SRC_VETH, "seen")]
-    assert report["verdict"] == "every hop saw the request and the response"
-    svc = report["service"]
-    assert svc["line"] == ("NodePort 10.240.0.9:30443 (default/web-nodeport) -> backend 172.17.25.193:443 (on node-b), "
-                           "chosen by kube-proxy's DNAT on node-b (masquerading the source to 10.240.0.9)")
-    assert (svc["kind"], svc["masquerade"], svc["dnat_on"]) == ("nodeport", True, "node-b")
-    # node-b's conntrack entry: DNATed to its pod and masqueraded to node-b's own address
-    assert svc["snat_to"] == NODE_B
-    (entry,) = svc["conntrack"]["entries"]
-    (o, r) = entry["orig"], entry["reply"]
-    assert (o["src"], o["dst"], o["dport"], r["src"], r["sport"], r["dst"]) == (SRC, NODE_B, 30443, "172.17.25.193", 443, NODE_B)
-    assert svc["conntrack"]["text"] == ("conntrack on node-b: %s:%d -> 10.240.0.9:30443 was DNATed to 172.17.25.193:443 and "
-                                        "masqueraded to 10.240.0.9:%d" % (SRC, o["sport"], r["dport"]))
-    assert ("the connection was masqueraded on node-b: the backend answers 10.240.0.9:%d, not %s:%d (conntrack)"
-            % (r["dport"], SRC, o["sport"])) in report["notes"]
+    assert_nodeport(report, "iptables")
     assert [h["encap"] for h in report["hops"] if h["direction"] == "response"] == ["none", "none", "ipip", "ipip", "none", "none"]
     # the report names the capture files as tcpdump wrote them (the un-masqueraded copy was temporary)
     veth = next(c for c in report["captures"] if c["key"] == "node-b/%s" % B2_VETH)
@@ -180,3 +138,65 @@ def test_masqueraded_nodeport_whose_answer_is_lost_says_where_the_backend_answer
         "(the backend answers 10.240.0.9, not the pod); response reached node-b %s and was not seen on node-b tunl0" % B2_VETH), \
         report["verdict"]
     assert report["service"]["snat_to"] == NODE_B
+
+
+def assert_seed_service(report, mode):
+    """The seed Service's trace (kube-proxy in ``mode``): its backend's hops, healthy, the Service named; its ``service``."""
+    assert hop_rows(report) == remote_rows(B_VETH)
+    assert report["verdict"] == "every hop saw the request and the response"
+    svc = report["service"]
+    assert svc["line"] == ("Service 10.96.10.20:443 (openshift-ingress/router-internal-default) -> backend "
+                           "172.17.25.239:443 (on node-b), chosen by kube-proxy's DNAT on node-a")
+    assert svc["backend"] == {"ip": "172.17.25.239", "port": 443, "node": "node-b", "pod": None}
+    assert (svc["endpoints"], svc["kind"], svc["mode"], svc["chosen_by"]) == (
+        ["172.17.25.239:443"], "clusterip", mode, "the Service's only endpoint")
+    # the run is the backend's; the source veth saw the Service address (the title says both)
+    assert report["run"]["dst"] == "172.17.25.239"
+    return svc
+
+
+def assert_two_endpoints(report, mode):
+    """default/web's trace (kube-proxy in ``mode``): the chosen backend's hops, conntrack and the captures agreeing."""
+    backend = report["service"]["backend"]
+    other = {"172.17.25.66": "172.17.25.193:443", "172.17.25.193": "172.17.25.66:443"}[backend["ip"]]
+    if backend["ip"] == "172.17.25.66":       # node-a's own pod: veth to veth after the DNAT
+        assert backend["node"] == "node-a"
+        assert hop_rows(report) == [("request", 1, "node-a", SRC_VETH, "seen"), ("request", 2, "node-a", A2_VETH, "seen"),
+                                    ("response", 1, "node-a", A2_VETH, "seen"), ("response", 2, "node-a", SRC_VETH, "seen")]
+    else:
+        assert backend["node"] == "node-b"
+        assert hop_rows(report) == remote_rows(B2_VETH)
+    # node-a's conntrack entry of the probe's connection (its source port) names the backend, and the
+    # captures after the DNAT saw the flow on that backend's hops only
+    ct = report["service"]["conntrack"]
+    assert (ct["node"], ct["by"], len(ct["entries"])) == (
+        "node-a", "conntrack -L -p tcp --orig-src %s --orig-dst %s --dport 443" % (SRC, WEB_SVC), 1)
+    sport = ct["entries"][0]["orig"]["sport"]
+    assert report["service"]["chosen_by"] == (
+        "conntrack on node-a: %s:%d -> %s:443 was DNATed to %s:443; the captures agree: its hops saw the flow after the DNAT, "
+        "those of %s did not" % (SRC, sport, WEB_SVC, backend["ip"], other))
+    assert report["service"]["snat_to"] is None and not [n for n in report["notes"] if "conntrack" in n]
+    assert report["service"]["endpoints"] == ["172.17.25.66:443", "172.17.25.193:443"]
+    assert (report["service"]["mode"], report["healthy"]) == (mode, True)
+
+
+def assert_nodeport(report, mode):
+    """default/web-nodeport's trace through node-b's nodePort (kube-proxy in ``mode``); its ``service``."""
+    # the request goes to node-b's address on the underlay; node-b DNATs and masquerades it to its pod,
+    # whose answer goes back the way node-b routes the source pod: through the IPIP tunnel
+    assert hop_rows(report) == NODEPORT_ROWS
+    assert report["verdict"] == "every hop saw the request and the response"
+    svc = report["service"]
+    assert svc["line"] == ("NodePort 10.240.0.9:30443 (default/web-nodeport) -> backend 172.17.25.193:443 (on node-b), "
+                           "chosen by kube-proxy's DNAT on node-b (masquerading the source to 10.240.0.9)")
+    assert (svc["kind"], svc["masquerade"], svc["dnat_on"], svc["mode"]) == ("nodeport", True, "node-b", mode)
+    # node-b's conntrack entry: DNATed to its pod and masqueraded to node-b's own address
+    assert svc["snat_to"] == NODE_B
+    (entry,) = svc["conntrack"]["entries"]
+    (o, r) = entry["orig"], entry["reply"]
+    assert (o["src"], o["dst"], o["dport"], r["src"], r["sport"], r["dst"]) == (SRC, NODE_B, 30443, "172.17.25.193", 443, NODE_B)
+    assert svc["conntrack"]["text"] == ("conntrack on node-b: %s:%d -> 10.240.0.9:30443 was DNATed to 172.17.25.193:443 and "
+                                        "masqueraded to 10.240.0.9:%d" % (SRC, o["sport"], r["dport"]))
+    assert ("the connection was masqueraded on node-b: the backend answers 10.240.0.9:%d, not %s:%d (conntrack)"
+            % (r["dport"], SRC, o["sport"])) in report["notes"]
+    return svc

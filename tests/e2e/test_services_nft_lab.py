@@ -8,7 +8,8 @@ The same flows as test_services_lab.py's (one lab shape, ipip with 2 nodes); fou
 import os
 
 import pytest
-from test_services_lab import A2_VETH, B2_VETH, B_VETH, EMPTY_SVC, NODE_B, SEED_SVC, WEB_SVC, _keep, args, remote_rows
+from test_services_lab import (EMPTY_SVC, NODE_B, SEED_SVC, WEB_SVC, _keep, args, assert_nodeport, assert_seed_service,
+                               assert_two_endpoints)
 from test_trace import SRC_VETH, hop_rows, node_leftovers, trace
 
 from lab import labctl
@@ -40,15 +41,7 @@ def test_nft_mode_has_no_iptables_kube_proxy_chain(nft_services):
 def test_nft_clusterip_with_a_remote_backend_is_healthy_and_names_it(nft_services, tmp_path):
     rc, out, report = trace(tmp_path, *args(SEED_SVC))
     assert rc == 0, out[-3000:]
-    assert hop_rows(report) == remote_rows(B_VETH)
-    assert report["verdict"] == "every hop saw the request and the response"
-    svc = report["service"]
-    assert svc["line"] == ("Service 10.96.10.20:443 (openshift-ingress/router-internal-default) -> backend "
-                           "172.17.25.239:443 (on node-b), chosen by kube-proxy's DNAT on node-a")
-    assert (svc["endpoints"], svc["kind"], svc["mode"], svc["chosen_by"]) == (
-        ["172.17.25.239:443"], "clusterip", "nft", "the Service's only endpoint")
-    assert svc["backend"] == {"ip": "172.17.25.239", "port": 443, "node": "node-b", "pod": None}
-    assert report["run"]["dst"] == "172.17.25.239"
+    assert_seed_service(report, "nft")
     # the path says where the translation was read: nft mode, not iptables
     assert report["path"]["lines"][1].startswith(
         "dst 10.96.10.20:443: Service openshift-ingress/router-internal-default in node-a's kube-proxy rules (nft), "
@@ -59,19 +52,7 @@ def test_nft_clusterip_with_a_remote_backend_is_healthy_and_names_it(nft_service
 def test_nft_two_endpoints_the_captures_tell_the_chosen_backend(nft_services, tmp_path):
     rc, out, report = trace(tmp_path, *args(WEB_SVC))
     assert rc == 0, out[-3000:]
-    backend = report["service"]["backend"]
-    other = {"172.17.25.66": "172.17.25.193:443", "172.17.25.193": "172.17.25.66:443"}[backend["ip"]]
-    if backend["ip"] == "172.17.25.66":       # node-a's own pod: veth to veth after the DNAT
-        assert backend["node"] == "node-a"
-        assert hop_rows(report) == [("request", 1, "node-a", SRC_VETH, "seen"), ("request", 2, "node-a", A2_VETH, "seen"),
-                                    ("response", 1, "node-a", A2_VETH, "seen"), ("response", 2, "node-a", SRC_VETH, "seen")]
-    else:
-        assert backend["node"] == "node-b"
-        assert hop_rows(report) == remote_rows(B2_VETH)
-    assert report["service"]["chosen_by"] == ("the captures: its hops saw the flow after the DNAT, those of %s did not" % other)
-    assert report["service"]["endpoints"] == ["172.17.25.66:443", "172.17.25.193:443"]
-    assert report["service"]["mode"] == "nft"
-    assert report["healthy"] is True
+    assert_two_endpoints(report, "nft")
 
 
 def test_nft_service_without_endpoints_is_kube_proxys_reject_chain(nft_services, tmp_path):
@@ -88,20 +69,12 @@ def test_nft_service_without_endpoints_is_kube_proxys_reject_chain(nft_services,
     _keep(report, "lab-service-nft-no-endpoints.json")
     assert report["healthy"] is False
     assert report["service"]["backend"] is None and report["service"]["endpoints"] == []
+    # the reject leaves no conntrack entry: nothing is said about it
+    assert report["service"].get("conntrack") is None and not [n for n in report["notes"] if "conntrack" in n]
     assert hop_rows(report)[0] == ("request", 1, "node-a", SRC_VETH, "seen")
 
 
 def test_nft_nodeport_of_another_node_is_dnated_and_masqueraded_there(nft_services, tmp_path):
     rc, out, report = trace(tmp_path, *args(NODE_B, 30443))
     assert rc == 0, out[-3000:]
-    assert hop_rows(report) == [
-        ("request", 1, "node-a", SRC_VETH, "seen"), ("request", 2, "node-a", "eth0", "seen"),
-        ("request", 3, "node-b", "eth0", "seen"), ("request", 4, "node-b", B2_VETH, "seen"),
-        ("response", 1, "node-b", B2_VETH, "seen"), ("response", 2, "node-b", "tunl0", "seen"),
-        ("response", 3, "node-b", "eth0", "seen"), ("response", 4, "node-a", "eth0", "seen"),
-        ("response", 5, "node-a", "tunl0", "seen"), ("response", 6, "node-a", SRC_VETH, "seen")]
-    assert report["verdict"] == "every hop saw the request and the response"
-    svc = report["service"]
-    assert svc["line"] == ("NodePort 10.240.0.9:30443 (default/web-nodeport) -> backend 172.17.25.193:443 (on node-b), "
-                           "chosen by kube-proxy's DNAT on node-b (masquerading the source)")
-    assert (svc["kind"], svc["masquerade"], svc["dnat_on"], svc["mode"]) == ("nodeport", True, "node-b", "nft")
+    assert_nodeport(report, "nft")

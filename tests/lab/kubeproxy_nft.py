@@ -33,7 +33,6 @@ install()/remove().
 """
 import base64
 import hashlib
-import subprocess
 
 try:
     from . import kubeproxy
@@ -146,21 +145,14 @@ def ruleset():
     return "\n".join(out) + "\n"
 
 
-def _run(argv, data=None, check=True):
-    r = subprocess.run(argv, input=data, capture_output=True, text=True)
-    if check and r.returncode != 0:
-        raise RuntimeError("%s: %s" % (" ".join(argv), r.stderr.strip()))
-    return r
-
-
 def install(netns):
     """kube-proxy's nft table and the service-range route in one node's netns (no iptables chains)."""
     remove(netns)
-    _run(["ip", "netns", "exec", netns, "nft", "-f", "-"], data=ruleset())
-    _run(["ip", "-n", netns, "route", "replace", kubeproxy.SERVICE_CIDR, "via", kubeproxy.GATEWAY, "dev", "eth0"])
+    kubeproxy._run(["ip", "netns", "exec", netns, "nft", "-f", "-"], data=ruleset())
+    kubeproxy._run(["ip", "-n", netns, "route", "replace", kubeproxy.SERVICE_CIDR, "via", kubeproxy.GATEWAY, "dev", "eth0"])
 
 
 def remove(netns):
     """Undo install() (whatever part of it is there)."""
-    _run(["ip", "netns", "exec", netns, "nft", "delete", "table", "ip", TABLE], check=False)
-    _run(["ip", "-n", netns, "route", "del", kubeproxy.SERVICE_CIDR], check=False)
+    kubeproxy._run(["ip", "netns", "exec", netns, "nft", "delete", "table", "ip", TABLE], check=False)
+    kubeproxy._run(["ip", "-n", netns, "route", "del", kubeproxy.SERVICE_CIDR], check=False)
