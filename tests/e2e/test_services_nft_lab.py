@@ -25,6 +25,11 @@ SEED_ENDPOINT_CHAIN = "endpoint-UXYJUDAF-openshift-ingress/router-internal-defau
 def nft_services(lab_factory):
     lab_factory("ipip", 2)
     listed = labctl.services_up("nft")
+    # test_services_lab.py's traces to the same Services leave TIME_WAIT entries (120 s); the role's
+    # conntrack read lists those too when it has no probe source port to pick with (seen 2026-12-07),
+    # so each module starts from the nodes' empty tables, as after a fresh lab
+    for node in ("node-a", "node-b"):
+        labctl.exec_in_node(node, ["conntrack", "-F"], check=True)
     yield listed
     labctl.fault_clear()
     labctl.services_down()
