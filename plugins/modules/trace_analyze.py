@@ -447,7 +447,8 @@ report:
         - A trace to a Service address only - the Service kube-proxy's rules name (C(name), C(port_name),
           C(kind), C(address), C(port), C(mode)), C(read_on) (the node whose rules were read), C(dnat_on) (the
           source node, whose DNAT picks the backend), C(endpoints) (IP:PORT), C(masquerade), C(rejected) (the
-          REJECT rule, in nftables mode the no-endpoint-services element, when it has no endpoints), C(backend)
+          REJECT rule, in nftables mode the no-endpoint-services element, when it has no endpoints; in nftables
+          mode, with C(name) null, the cluster-ips-check rule refusing a port or address no Service has), C(backend)
           (C(ip), C(port), C(node), C(pod)), C(chosen_by) (the only endpoint, the DNAT node's conntrack entry
           cross-checked with the captures after the DNAT, or the captures alone) and C(line), one sentence.
         - C(conntrack) - what the DNAT node's conntrack said after the probe - C(node), C(by) (the command or file),

@@ -685,7 +685,7 @@ def verdict(rows, caps, plan, refusal=None, repeat=None):
 def service_verdict(service, an):
     """A Service without endpoints: kube-proxy's REJECT rule (nft: its no-endpoint-services map's
     reject-chain) answers on the source node (plan ``service``)."""
-    head = "Service %s (%s:%s) has no endpoints" % (service.get("name") or service.get("port_name"), service["address"], service["port"])
+    head = service_text.unserved(service)
     node, who = service.get("dnat_on"), service_text.refuser(service)
     answered = [err for cs in an.caps if cs.node == node for (_h, _ts, err, about) in cs.icmp if about == 0 and err.type == 3]
     rst = any(cs.flags[1][i] for cs in an.caps if cs.node == node for i in RST_BITS)

@@ -473,6 +473,10 @@ def describe(path):
                 ends = "backend %s:%s on %s (%s)" % (svc["backend"]["ip"], svc["backend"]["port"], place["host"], place["found_by"])
             elif svc["endpoints"]:
                 ends = "endpoints %s" % ", ".join("%s:%s on %s" % (e["ip"], e["port"], e.get("host")) for e in svc["endpoints"])
+            elif svc["service"] is None:        # nft's cluster-ips-check: an address and port no Service has
+                lines.append("dst %s:%s: no Service in %s's kube-proxy rules (%s), refused by %s" % (
+                    svc["address"], svc["port"], path["entry"], svc["mode"], svc["rejected"]))
+                continue
             else:
                 ends = "no endpoints"
             lines.append("dst %s:%s: Service %s in %s's kube-proxy rules (%s), %s" % (

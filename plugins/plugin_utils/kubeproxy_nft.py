@@ -10,8 +10,11 @@ masquerade and goes to the service chain). A service chain marks sources outside
 (``ip saddr != CIDR jump mark-for-masquerade``) and picks an endpoint chain with ``numgen random mod
 N vmap { 0 : goto endpoint-<hash>-...__IP/PORT, ... }``; an endpoint chain DNATs (``dnat to
 IP:PORT``). A Service without endpoints is an element of ``no-endpoint-services`` with its name in
-a comment, going to ``reject-chain`` (or ``drop-chain``). :func:`translate` answers in the shape of
-``kubeproxy.translate``. Pure; tested on a real listing (tests/unit/fixtures/services).
+a comment, going to ``reject-chain`` (or ``drop``). Since Kubernetes 1.31 the set ``cluster-ips`` holds
+every ClusterIP and the chain ``cluster-ips-check`` rejects the ports no Service has on them (``ip daddr
+@cluster-ips reject``) and drops the unallocated addresses of the Service range (``ip daddr { CIDR }
+drop``). :func:`translate` answers in the shape of ``kubeproxy.translate``. Pure; tested on real listings
+(tests/unit/fixtures/services).
 """
 
 from __future__ import annotations
@@ -140,6 +143,25 @@ def _walk(tables, chain, src, out, depth=0):
                 _walk(tables, target, src, out, depth + 1)
 
 
+_RANGE_DROP = re.compile(r"^ip6?\s+daddr\s+\{?\s*([^{}]+?)\s*\}?\s+drop\b")
+CLUSTER_IPS_CHECK = "cluster-ips-check"
+
+
+def _cluster_ips_check(tables, dst, port, proto):
+    """The rule of ``cluster-ips-check`` that refuses ``dst:port``: a ClusterIP without that port (its
+    ``@cluster-ips reject``) or an unallocated address of the Service range (``drop``); None otherwise."""
+    cluster_ips = [e.split(" comment ")[0].strip() for e in tables["maps"].get("cluster-ips") or []]
+    for rule in tables["chains"].get(CLUSTER_IPS_CHECK) or []:
+        ranges = _RANGE_DROP.match(rule)
+        if (rule.startswith(("ip daddr @cluster-ips reject", "ip6 daddr @cluster-ips reject")) and dst in cluster_ips) \
+                or (ranges and any(_in(dst, cidr.strip()) for cidr in ranges.group(1).split(","))):
+            text = "%s (chain %s)" % (rule, CLUSTER_IPS_CHECK)
+            return {"mode": "nft", "service": None, "port_name": None, "kind": "clusterip", "address": dst, "port": port,
+                    "proto": proto, "endpoints": [], "masquerade": False, "masquerade_rules": [], "rejected": text,
+                    "rule": text, "chains": [CLUSTER_IPS_CHECK]}
+    return None
+
+
 def translate(text, dst, port, proto="tcp", src=None, local=False):
     """What kube-proxy's nftables table does with ``src -> dst:port``, as kubeproxy.translate() answers, or None."""
     tables = parse_table(text) if isinstance(text, str) else text
@@ -153,7 +175,7 @@ def translate(text, dst, port, proto="tcp", src=None, local=False):
     if target is None:
         rejected, comment = _lookup(tables["maps"].get("no-endpoint-services") or [], key)
         if rejected is None:
-            return None
+            return _cluster_ips_check(tables, str(dst), int(port), proto)
         service = comment.split(":", 1)[0] if comment else None
         verdict = rejected if rejected == "drop" else "goto %s" % rejected
         element = "%s . %s . %s comment \"%s\" : %s (map no-endpoint-services)" % (dst, proto, port, comment, verdict)

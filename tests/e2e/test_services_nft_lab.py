@@ -83,3 +83,17 @@ def test_nft_nodeport_of_another_node_is_dnated_and_masqueraded_there(nft_servic
     rc, out, report = trace(tmp_path, *args(NODE_B, 30443))
     assert rc == 0, out[-3000:]
     assert_nodeport(report, "nft")
+
+
+def test_nft_clusterip_port_no_service_has_is_rejected_by_cluster_ips_check(nft_services, tmp_path):
+    # nft mode only (Kubernetes 1.31+): a ClusterIP's other ports are rejected by the chain cluster-ips-check
+    rc, out, report = trace(tmp_path, *args(SEED_SVC, 80))
+    assert rc == 2, out[-3000:]
+    assert report["verdict"] == ("10.96.10.20 is a ClusterIP but port 80 is none of its Service's ports: kube-proxy's nft "
+                                 "chain cluster-ips-check on node-a answered (ICMP port unreachable)")
+    rejected = 'ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs" (chain cluster-ips-check)'
+    assert (report["service"]["name"], report["service"]["rejected"], report["service"]["endpoints"]) == (None, rejected, [])
+    assert report["why"].endswith("; node-a's kube-proxy nft table sends it: %s, in table ip kube-proxy (its rules keep "
+                                  "no counters)" % rejected), report["why"]
+    assert report["path"]["lines"][1] == ("dst 10.96.10.20:80: no Service in node-a's kube-proxy rules (nft), refused by "
+                                          + rejected)

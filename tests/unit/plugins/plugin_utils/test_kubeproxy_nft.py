@@ -126,3 +126,42 @@ def test_the_labs_nft_no_endpoints_report_follows_the_schema():
     assert validate(data, SCHEMA) == []
     assert (data["service"]["mode"], data["healthy"]) == ("nft", False)
     assert "no-endpoint-services -> reject-chain on node-a answered" in data["verdict"]
+
+
+def test_cluster_ips_check_refuses_a_clusterips_other_port_and_the_ranges_unallocated_addresses():
+    from ansible_collections.hoptrace.k8s.plugins.plugin_utils import services
+    from ansible_collections.hoptrace.k8s.plugins.plugin_utils.service_text import unserved
+    t = nft.translate(LAB, "10.96.10.20", 80, "tcp", src=SRC)
+    rejected = 'ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs" (chain cluster-ips-check)'
+    assert (t["service"], t["endpoints"], t["rejected"], t["chains"], t["port"]) == (None, [], rejected, ["cluster-ips-check"], 80)
+    svc = services.public(dict(t, read_on="node-a"))
+    assert unserved(svc) == "10.96.10.20 is a ClusterIP but port 80 is none of its Service's ports"
+    assert svc["line"] == ("10.96.10.20 is a ClusterIP but port 80 is none of its Service's ports: kube-proxy's nft chain "
+                           "cluster-ips-check on node-a answers")
+    t = nft.translate(LAB, "10.96.10.99", 443, "tcp", src=SRC)
+    assert t["rejected"] == 'ip daddr 10.96.0.0/12 drop comment "Drop traffic to unallocated ClusterIPs" (chain cluster-ips-check)'
+    assert services.public(dict(t, read_on="node-a"))["line"] == (
+        "10.96.10.99 is in the Service range but no Service's ClusterIP: kube-proxy's nft chain cluster-ips-check on node-a drops it")
+    # outside the Service range, and on the k3s node (kube-proxy before 1.31: no cluster-ips set): not kube-proxy's
+    assert nft.translate(LAB, "10.95.0.1", 443, "tcp", src=SRC) is None
+    assert nft.translate(REAL, "10.43.0.1", 80, "tcp", src=POD) is None
+
+
+def test_a_trace_to_a_clusterips_other_port_says_no_service_has_it():
+    from ansible_collections.hoptrace.k8s.plugins.plugin_utils.hosting import describe
+    path = trace_path("worker-a", entry(service_rules={"source": "nft", "text": "", "nft": LAB}), flow("10.96.10.20", 80), INVENTORY)
+    assert (path["service"]["service"], path["service"]["endpoints"], path["hosts"]) == (None, [], ["worker-a"])
+    assert describe(path)[1] == ("dst 10.96.10.20:80: no Service in worker-a's kube-proxy rules (nft), refused by ip daddr "
+                                 '@cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs" (chain cluster-ips-check)')
+
+
+def test_the_verdict_of_an_unallocated_service_address(tmp_path):
+    import _synth
+
+    from ansible_collections.hoptrace.k8s.plugins.plugin_utils import analysis, services
+    plan, caps = _synth.make_trace(tmp_path, "ipip", drop=("request", 5))
+    plan["service"] = services.public(dict(nft.translate(LAB, "10.96.10.99", 443, "tcp", src=SRC), read_on="node-a"), plan)
+    rep = analysis.analyze(plan, caps)
+    assert rep["verdict"] == ("10.96.10.99 is in the Service range but no Service's ClusterIP (kube-proxy's nft chain "
+                              "cluster-ips-check on node-a); no answer was seen")
+    assert rep["healthy"] is False
