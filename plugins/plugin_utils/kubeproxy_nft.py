@@ -28,6 +28,8 @@ _BLOCK = re.compile(r"^\s*(map|set)\s+(\S+)\s*\{\s*$")
 _GOTO = re.compile(r"goto\s+(\S+?)(?=[,}\s]|$)")
 _DNAT = re.compile(r"\bdnat\s+(?:ip\s+)?to\s+\[?([0-9a-fA-F.:]+?)\]?:(\d+)\b")
 _SADDR = re.compile(r"\bip6?\s+saddr\s+(!=\s+)?(\S+)\s+jump\s+mark-for-masquerade")
+# a rule's counter (``nft list`` prints its values; kube-proxy writes none, a node's admin may add some)
+_COUNTER = re.compile(r"\s*\bcounter\s+packets\s+\d+\s+bytes\s+\d+")
 
 
 def parse_table(text):
@@ -52,7 +54,7 @@ def parse_table(text):
             if line == "}":
                 current = None
             else:
-                chains[current].append(line)
+                chains[current].append(_COUNTER.sub("", line))
             continue
         # a map or set: its elements may span lines, up to the closing brace of "elements = { ... }"
         if elements is not None:

@@ -165,3 +165,13 @@ def test_the_verdict_of_an_unallocated_service_address(tmp_path):
     assert rep["verdict"] == ("10.96.10.99 is in the Service range but no Service's ClusterIP (kube-proxy's nft chain "
                               "cluster-ips-check on node-a); no answer was seen")
     assert rep["healthy"] is False
+
+
+def test_rules_with_counters_read_the_same():
+    # `nft list` prints a counter's values inside the rule; kube-proxy adds none, an admin's copy may
+    counted = LAB.replace(" jump mark-for-masquerade", " counter packets 3 bytes 180 jump mark-for-masquerade").replace(
+        "meta l4proto tcp dnat", "meta l4proto tcp counter packets 0 bytes 0 dnat")
+    assert counted != LAB
+    for dst, port, src in (("10.96.10.20", 443, "10.240.0.9"), ("10.96.10.30", 443, SRC), ("10.96.10.30", 443, "172.17.25.66")):
+        assert nft.translate(counted, dst, port, "tcp", src=src) == nft.translate(LAB, dst, port, "tcp", src=src)
+    assert nft.translate(counted, "10.96.10.20", 443, "tcp", src="10.240.0.9")["masquerade"] is True
