@@ -91,14 +91,26 @@ def extend6(cluster):
 
 def node_lines6(cluster, n):
     """`ip -batch` lines of a flannel node's IPv6 half (after node_lines)."""
-    lines = ["addr add %s/64 dev eth0 nodad" % n["ip6"], "addr add %s/%d dev %s nodad" % (n["bridge_ip6"], SUBNET6_PREFIX, BRIDGE),
-             "link add %s address %s mtu %d type vxlan id %d dstport %d local %s dev eth0 nolearning"
-             % (DEVICE6, n["vxlan6_mac"], MTU6, VNI, PORT, n["ip6"]),
-             "link set %s up" % DEVICE6, "addr add %s/128 dev %s nodad" % (n["tunnel_ip6"], DEVICE6)]
+    return ["addr add %s/64 dev eth0 nodad" % n["ip6"], "addr add %s/%d dev %s nodad" % (n["bridge_ip6"], SUBNET6_PREFIX, BRIDGE)] + \
+        _vxlan_lines(cluster, n, DEVICE6, MTU6, 6)
+
+
+# the node keys of each family's VXLAN device: local address, MAC, tunnel address, subnet
+_KEYS = {4: ("ip", "vxlan_mac", "tunnel_ip", "block"), 6: ("ip6", "vxlan6_mac", "tunnel_ip6", "block6")}
+
+
+def _vxlan_lines(cluster, n, device, mtu, family):
+    """The VXLAN device of one family (4 or 6) and a permanent neighbour and an onlink route for
+    every other node's subnet."""
+    ip, mac, tunnel, block = _KEYS[family]
+    lines = ["link add %s address %s mtu %d type vxlan id %d dstport %d local %s dev eth0 nolearning"
+             % (device, n[mac], mtu, VNI, PORT, n[ip]),
+             "link set %s up" % device,
+             "addr add %s/32 dev %s" % (n[tunnel], device) if family == 4 else "addr add %s/128 dev %s nodad" % (n[tunnel], device)]
     for o in cluster["nodes"]:
         if o is not n:
-            lines += ["neigh add %s lladdr %s dev %s nud permanent" % (o["tunnel_ip6"], o["vxlan6_mac"], DEVICE6),
-                      "route add %s via %s dev %s onlink" % (o["block6"], o["tunnel_ip6"], DEVICE6)]
+            lines += ["neigh add %s lladdr %s dev %s nud permanent" % (o[tunnel], o[mac], device),
+                      "route add %s via %s dev %s onlink" % (o[block], o[tunnel], device)]
     return lines
 
 
@@ -128,14 +140,8 @@ def node_lines(cluster, n):
     for p in cluster["pods"]:
         if p["node"] == n["name"]:
             lines.append("link set %s master %s up" % (p["veth"], BRIDGE))
-    lines += ["link set %s mtu %d up" % (BRIDGE, MTU), "addr add %s/24 dev %s" % (n["bridge_ip"], BRIDGE),
-              "link add %s address %s mtu %d type vxlan id %d dstport %d local %s dev eth0 nolearning"
-              % (DEVICE, n["vxlan_mac"], MTU, VNI, PORT, n["ip"]),
-              "link set %s up" % DEVICE, "addr add %s/32 dev %s" % (n["tunnel_ip"], DEVICE)]
-    for o in cluster["nodes"]:
-        if o is not n:
-            lines += ["neigh add %s lladdr %s dev %s nud permanent" % (o["tunnel_ip"], o["vxlan_mac"], DEVICE),
-                      "route add %s via %s dev %s onlink" % (o["block"], o["tunnel_ip"], DEVICE)]
+    lines += ["link set %s mtu %d up" % (BRIDGE, MTU), "addr add %s/24 dev %s" % (n["bridge_ip"], BRIDGE)]
+    lines += _vxlan_lines(cluster, n, DEVICE, MTU, 4)
     return lines + (node_lines6(cluster, n) if v6 else [])
 
 
