@@ -32,10 +32,11 @@ description:
     when such routes exist.
   - A TUN device named C(tunl*) (a userspace IPIP tunnel) is reported as kind C(ipip) with C(tun=true),
     one named C(wireguard*) or C(wg*) (wireguard-go) as kind C(wireguard) with C(tun=true).
-  - For WireGuard devices (Calico's C(wireguard.cali)) the same call reads C(wg show all dump); each
-    device's listen port, fwmark and peers (public key short id, endpoint, allowed IPs, latest
-    handshake, transfer counters) go into its RV(links) entry, and a pod block on the device is
-    mapped to the endpoint of the peer whose allowed IPs hold it (RV(remote_blocks), RV(peers)).
+  - For WireGuard devices (Calico's C(wireguard.cali), and C(wg-v6.cali) for IPv6) the same call
+    reads C(wg show all dump); each device's listen port, fwmark and peers (public key short id,
+    endpoint, allowed IPs, latest handshake, transfer counters) go into its RV(links) entry, and a
+    pod block on the device is mapped to the endpoint of the peer whose allowed IPs hold it
+    (RV(remote_blocks), RV(peers)).
     Private and preshared keys are never returned.
   - Changes nothing.
 author:

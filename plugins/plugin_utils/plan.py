@@ -38,6 +38,9 @@ from ansible_collections.hoptrace.k8s.plugins.plugin_utils.validation import (
 )
 
 TUNNEL_KINDS = ("ipip", "vxlan", "wireguard")
+# Calico's IPv6 WireGuard device and its default listen port (FelixConfiguration
+# wireguardInterfaceNameV6 / wireguardListeningPortV6); IPv4's wireguard.cali listens on 51820
+WIREGUARD_V6_DEVICE, WIREGUARD_V6_PORT = "wg-v6.cali", 51821
 REQUEST_ROLES = ("src-veth", "tunnel-out", "underlay-out", "underlay-in", "tunnel-in", "dst-veth")
 _CAPTURE_ROLE = {
     "src-veth": "veth", "dst-veth": "veth", "tunnel-out": "tunnel", "tunnel-in": "tunnel",
@@ -183,6 +186,17 @@ def _gateway_node_ip(node, gateway):
     return gateway
 
 
+def wireguard_port(link):
+    """UDP port of a WireGuard link: its listen port from ``wg show`` (route_info), else Calico's
+    default for that device (51821 for wg-v6.cali, 51820 for any other), e.g. when ``wg`` is not
+    installed on the node."""
+    wg = (link or {}).get("wireguard") or {}
+    port = wg.get("listen_port") or wg.get("port")
+    if port:
+        return port
+    return WIREGUARD_V6_PORT if (link or {}).get("ifname") == WIREGUARD_V6_DEVICE else DEFAULT_PORTS["wireguard"]
+
+
 def _peer_entry(node, peer_ip):
     for entry in node.get("peers") or []:
         if isinstance(entry, dict) and _same(entry.get("node_ip"), peer_ip):
@@ -277,8 +291,7 @@ def _leg(nodes, a_name, b_name, to_ip, warnings):
             leg["port"] = (a_link.get("vxlan") or {}).get("port") or DEFAULT_PORTS["vxlan"]
         else:
             peer = _peer_from_blocks(a, b, route, dev) or _peer_from_list(a, b, encap, version) or _node_address(b, version)
-            wg = a_link.get("wireguard") or {}
-            leg["port"] = wg.get("listen_port") or wg.get("port") or DEFAULT_PORTS["wireguard"]
+            leg["port"] = wireguard_port(a_link)
         if not peer:
             raise PlanError("cannot tell %s's underlay address: its route_info result has no node_ips" % b_name)
         owner = _node_owner(nodes, peer)
@@ -684,8 +697,7 @@ def _unread_half(nodes, unread, node_ips, flow, src_holders, dst_holders, warnin
         underlay = dev
     else:
         if encap == "wireguard":
-            wg = (_links(node).get(dev) or {}).get("wireguard") or {}
-            port = wg.get("listen_port") or DEFAULT_PORTS["wireguard"]
+            port = wireguard_port(_links(node).get(dev) or {"ifname": dev})
         underlay = _underlay_dev(known, node, peer)[0]
     known_ip = _node_address(node, ip_address(peer).version)
     builder = _Builder(nodes, flow)

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from ansible_collections.hoptrace.k8s.plugins.module_utils._ip_route_text import parse_ip_route
-from ansible_collections.hoptrace.k8s.plugins.plugin_utils.plan import NoNodeError, PlanError, build_plan
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.plan import NoNodeError, PlanError, build_plan, wireguard_port
 
 from flowpcap import compile_filter, flow_part, needs_tcpdump
 
@@ -413,6 +413,13 @@ def test_wireguard_with_the_other_node_deferred_uses_the_devices_listen_port():
     n1["links"][1] = {"ifname": "wireguard.cali", "kind": "wireguard", "wireguard": {"listen_port": 51830, "peers": []}}
     plan = build_plan({"w1": n1}, "172.16.1.10", "172.16.2.10", "tcp", 443, node_ips={"w2": "10.0.0.12"}, deferred=["w2"])
     assert captures(plan)["w1/eth0"]["filter"] == "udp port 51830 and host 10.0.0.12"
+    # no `wg` on the node (no listen port read): Calico's default of the device, 51821 for its IPv6 wg-v6.cali
+    n1["links"][1] = {"ifname": "wireguard.cali", "kind": "wireguard"}
+    plan = build_plan({"w1": n1}, "172.16.1.10", "172.16.2.10", "tcp", 443, node_ips={"w2": "10.0.0.12"}, deferred=["w2"])
+    assert captures(plan)["w1/eth0"]["filter"] == "udp port 51820 and host 10.0.0.12"
+    assert [wireguard_port(link) for link in ({"ifname": "wg-v6.cali", "kind": "wireguard"}, {"ifname": "wg-v6.cali"},
+                                              {"ifname": "wg-v6.cali", "wireguard": {"listen_port": 51900}}, {})] == [
+        51821, 51821, 51900, 51820]
 
 
 def _lab_nodes(name):
