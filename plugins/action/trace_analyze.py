@@ -14,7 +14,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.hoptrace.k8s.plugins.modules.trace_analyze import DOCUMENTATION
-from ansible_collections.hoptrace.k8s.plugins.plugin_utils import analysis, pcapio, report
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils import analysis, pcapio, report, service_names
 
 _DOC_KEYS = ("description", "version_added", "author", "notes", "seealso")
 
@@ -47,6 +47,7 @@ class ActionModule(ActionBase):
         try:
             pcapio.require_dpkt()
             rep = analysis.analyze(args["plan"], args["captures"], args["vxlan_ports"], args["repeat"])
+            service_names.apply(rep, args["names"])
             junit = os.path.abspath(os.path.expanduser(args["junit"])) if args["junit"] else None
             files = report.write_report_files(rep, out, junit=junit, pcapng="trace.pcapng" if args["merge_pcapng"] else None)
             if args["merge_pcapng"]:

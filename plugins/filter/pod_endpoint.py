@@ -44,6 +44,13 @@ options:
     description: Return the command line that reads the pod instead.
     type: bool
     default: false
+  request_timeout:
+    description:
+      - With O(argv), seconds each API request of that command line may take (C(--request-timeout)); 0 leaves kubectl's own.
+      - The trace role bounds with it the lookups that only name a Service's backend pod.
+    type: int
+    default: 0
+    version_added: 0.2.0
 """
 
 EXAMPLES = r"""
@@ -68,9 +75,9 @@ _value:
 """
 
 
-def _pod_endpoint(answer, what, ref, access=None, argv=False):
+def _pod_endpoint(answer, what, ref, access=None, argv=False, request_timeout=0):
     if argv:
-        return lookup_argv(ref, access or {"cli": "kubectl"})
+        return lookup_argv(ref, access or {"cli": "kubectl"}, request_timeout)
     if isinstance(answer, (str, bytes)):
         try:
             answer = json.loads(answer)

@@ -19,7 +19,8 @@ description:
     C(probe_timeout) 1-300, C(entry_tries) 1-20, C(count) 1-1000), the numbers that may have a
     fraction (C(interval) 0-60 seconds, C(max_loss) 0-100 percent), that C(count) x C(interval) +
     C(probe_timeout) fits in C(deadline) in probe mode, C(mode), C(src) and C(dst) (a pod IP or
-    C(namespace/pod)), the flow when both are IPs (see P(hoptrace.k8s.validate_flow#filter)),
+    C(namespace/pod); dst also a Service as C(svc/namespace/service), with proto tcp or udp and C(port) a number,
+    a port name or empty), the flow when both are IPs (see P(hoptrace.k8s.validate_flow#filter)),
     the group of the cluster's nodes (see P(hoptrace.k8s.node_group#filter)), the entry
     node C(via), the yes/no settings C(keep_captures) and C(snapshot) (true/false, yes/no, on/off, 1/0) and C(probe_size)
     (C(small), or C(max) with C(proto) icmp or udp and C(count) 1).
@@ -61,6 +62,9 @@ _value:
       C(unresolved) (the C({what, ref}) that need the Kubernetes API), C(flow) (the validated flow, or
       null while a name is unresolved), C(cluster) (C(name), C(hosts), C(how)) and C(step_timeout)
       (seconds each remote step may take, C(deadline)/4 within 5-30).
+    - C(service) is dst given as C(svc/namespace/service) (C(namespace), C(name), C(text), C(port): the number or
+      port name given, empty for the Service's only port), else null; C(port) the port to trace otherwise (443
+      when left out); C(names) whether the run reads the Kubernetes API (names given, or node_access kubectl/oc).
   type: dict
 """
 

@@ -147,6 +147,32 @@ options:
         type: list
         elements: dict
         default: []
+  names:
+    description:
+      - What the Kubernetes API said about a Service trace, when the run reads the API (a name in O(plan)'s flow
+        or node_access through debug pods); the trace role passes it.
+      - The backend's pod is named from these lookups (RV(report.service.backend.pod)); one that failed or found
+        no single pod leaves it null and adds a note. A Service given by name gets RV(report.service.requested).
+    type: dict
+    version_added: 0.2.0
+    suboptions:
+      service:
+        description:
+          - dst as the Service it was given by name (C(svc/namespace/name)) resolved - C(text), C(ip), C(port),
+            C(port_name), C(namespace), C(name), C(type) (P(hoptrace.k8s.service_target#filter)'s result); null otherwise.
+        type: dict
+      lookups:
+        description:
+          - The registered results of the pod lookups of the Service's endpoints, one per address (under its loop
+            variable) - C(rc), C(stdout) and C(stderr) of C(kubectl get pods -A --field-selector=status.podIP=IP -o json),
+            or the C(resources) of P(kubernetes.core.k8s_info#module).
+        type: list
+        elements: dict
+        default: []
+      via:
+        description: What read the API, for the report - C(kubernetes.core.k8s_info), or the kubectl/oc command's name.
+        type: str
+        default: kubectl
 notes:
   - Packets are matched by inner addresses, ports, IP id, TCP seq/ack/flags and length (TTL and
     checksums change between hops and are ignored). Data segments that GSO/GRO split or merge
@@ -455,6 +481,9 @@ report:
           C(entries) (the flow's, see the C(flow_conntrack) of M(hoptrace.k8s.capture)'s C(counters)), C(more) and
           C(text) (the entry used, one sentence); null when it was not read. C(snat_to) - the address the backend
           answers when that entry shows the connection masqueraded, else null.
+        - C(backend.pod) is C(namespace/name) when the run read the Kubernetes API (see O(names)), else null.
+        - C(requested) (C(name), the C(svc/namespace/name) given as dst; C(port_name); C(via), kubectl or
+          kubernetes.core.k8s_info) when dst was the Service's name.
         - C(run) is then the flow to the backend.
       type: dict
       returned: when dst is a Service address

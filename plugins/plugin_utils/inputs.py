@@ -5,7 +5,7 @@
 
 One pure function, so that the role needs one controller task for all of it (each Ansible task
 costs about 0.05-0.1 s; the checks themselves cost microseconds): the numbers and their ranges,
-src and dst (pod IP or ``namespace/pod``), the flow when both are IPs, the group of the cluster's
+src and dst (pod IP or ``namespace/pod``; dst also ``svc/namespace/service``), the flow when both are IPs, the group of the cluster's
 nodes, the entry node named with ``via``, and the per-step timeout derived from ``deadline``.
 """
 
@@ -15,7 +15,8 @@ import os
 import re
 
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.hosting import node_group
-from ansible_collections.hoptrace.k8s.plugins.plugin_utils.podref import pod_ref
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.podref import pod_ref, service_ref
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.svcinfo import check_port_choice
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.validation import ValidationError, validate_flow
 
 # name, low, high: whole numbers a user may give with -e
@@ -45,6 +46,7 @@ OPTIONAL = {"count": 1, "interval": 0.2, "max_loss": 0}    # repeat mode: one pr
 _WHOLE = re.compile(r"^[0-9]+$")
 _DECIMAL = re.compile(r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
 _SHOWN = 8
+DEFAULT_PORT = 443      # port left out: 443, except for a Service by name (its only port)
 
 
 def check_number(name, value, low, high):
@@ -147,6 +149,23 @@ def check_node_access(settings):
     return {"node_access": access, "cli": cli, "kubeconfig": kubeconfig, "context": context}
 
 
+def check_service(settings):
+    """dst as a Service name (``svc/namespace/name``): ``{namespace, name, text, port}`` (``port``: the
+    number or port name given, "" for the Service's only port), None for a pod or an IP."""
+    src = settings.get("src")
+    if isinstance(src, str):
+        service_ref(src.strip(), "src")         # a Service as src is refused with what to give instead
+    dst = settings.get("dst")
+    service = service_ref(dst.strip(), "dst") if isinstance(dst, str) else None
+    if service is None:
+        return None
+    proto = str(settings.get("proto") or "tcp").strip().lower()
+    if proto not in ("tcp", "udp"):
+        raise ValidationError("dst %s: a Service is traced on one of its ports with proto tcp or udp (kube-proxy "
+                              "translates ports, not ICMP); give proto=tcp or proto=udp" % service["text"])
+    return dict(service, port=check_port_choice(settings.get("port")))
+
+
 def step_timeout(deadline):
     """Seconds every remote step (and the ssh connection inside it) may take: deadline/4 in 5..30."""
     return min(max(int(deadline) // 4, 5), 30)
@@ -163,10 +182,13 @@ def check_inputs(settings, groups):
         (:data:`PROBE_SIZES`; left out: small) and ``node_access``, ``cli``, ``kubeconfig``, ``context``
         (see :func:`check_node_access`; left out: ssh and kubectl's own defaults).
     :arg groups: the inventory's ``{group: [hosts]}`` (Ansible's ``groups``).
-    :returns: ``{numbers, flags, src_ref, dst_ref, unresolved, flow, cluster, step_timeout, junit, probe_size, access}``
-        (``flags``: the yes/no settings as bools); ``flow``
+    :returns: ``{numbers, flags, src_ref, dst_ref, unresolved, flow, cluster, step_timeout, junit, probe_size, access,
+        service, port, names}`` (``flags``: the yes/no settings as bools); ``flow``
         is the validated flow when src and dst are IPs, else None and ``unresolved`` lists the
-        ``{what, ref}`` that need the Kubernetes API.
+        pods' ``{what, ref}`` that need the Kubernetes API; ``service`` is dst as a Service name
+        (:func:`check_service`) or None; ``port`` the port to trace when dst is not a Service name
+        (left out: :data:`DEFAULT_PORT`); ``names``: whether this run reads the Kubernetes API (and so
+        names the backend pod of a Service too).
     :raises ValidationError: (or :class:`~hosting.PathError`, also a ValueError) saying what to fix.
     """
     numbers = {name: check_number(name, settings.get(name, OPTIONAL.get(name)), low, high) for name, low, high in RANGES}
@@ -177,15 +199,25 @@ def check_inputs(settings, groups):
     check_repeat(numbers, mode)
     probe_size = check_probe_size(settings.get("probe_size"), mode, settings.get("proto"), numbers["count"])
     flags = {name: check_bool(name, settings.get(name, default)) for name, default in BOOLEANS.items()}
-    refs = {what: pod_ref(settings.get(what), what) for what in ("src", "dst")}
+    service = check_service(settings)
+    port = settings.get("port")
+    if service is None and (port is None or str(port).strip() == ""):
+        port = DEFAULT_PORT
+    refs = {what: pod_ref(settings.get(what), what) for what in ("src", "dst") if not (what == "dst" and service)}
+    if service:
+        refs["dst"] = {"ip": None, "namespace": service["namespace"], "name": service["name"]}
     access = check_node_access(settings)
     api_nodes = access["node_access"] != "ssh"
+    if service and api_nodes:
+        raise ValidationError("dst %s: a Service by name is traced with node_access=ssh only (not yet through debug pods); "
+                              "leave node_access out" % service["text"])
     # through the API, the pods of IPs are looked up too: they name the nodes to reach
-    unresolved = [{"what": what, "ref": refs[what]} for what in ("src", "dst") if refs[what]["ip"] is None or api_nodes]
+    unresolved = [{"what": what, "ref": refs[what]} for what in ("src", "dst")
+                  if (refs[what]["ip"] is None or api_nodes) and not (what == "dst" and service)]
     flow = None
     if refs["src"]["ip"] is not None and refs["dst"]["ip"] is not None:
-        flow = validate_flow(refs["src"]["ip"], refs["dst"]["ip"], settings.get("proto", "tcp"), settings.get("port"))
-    if unresolved:
+        flow = validate_flow(refs["src"]["ip"], refs["dst"]["ip"], settings.get("proto", "tcp"), port)
+    if unresolved or service:
         flow = None
     if api_nodes:
         # filled once the pods are resolved (resolve.yml adds their nodes to this group)
@@ -213,4 +245,8 @@ def check_inputs(settings, groups):
         "junit": check_junit(settings.get("junit")),
         "probe_size": probe_size,
         "access": access,
+        "service": service,
+        "port": port,
+        # the Kubernetes API is used in this run (names given, or debug pods): the backend pod is named too
+        "names": bool(unresolved or service),
     }

@@ -13,17 +13,33 @@ from __future__ import annotations
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.validation import ValidationError, validate_ip
 
 
-def lookup_argv(ref, access):
-    """The kubectl/oc command line that reads the pod of ``ref`` (``{ip, namespace, name}``) as JSON;
-    ``access``: ``{cli, kubeconfig, context}``."""
+def cli_argv(access, request_timeout=None):
+    """kubectl/oc and its global flags: ``access`` is ``{cli, kubeconfig, context}``; ``request_timeout``
+    (seconds) bounds each API request."""
     argv = [access["cli"]]
     if access.get("kubeconfig"):
         argv.append("--kubeconfig=%s" % access["kubeconfig"])
     if access.get("context"):
         argv.append("--context=%s" % access["context"])
+    if request_timeout:
+        argv.append("--request-timeout=%ds" % int(request_timeout))
+    return argv
+
+
+def lookup_argv(ref, access, request_timeout=None):
+    """The kubectl/oc command line that reads the pod of ``ref`` (``{ip, namespace, name}``) as JSON;
+    ``access``: ``{cli, kubeconfig, context}``."""
+    argv = cli_argv(access, request_timeout)
     if ref.get("name"):
         return argv + ["get", "pod", ref["name"], "--namespace=%s" % ref["namespace"], "--output=json"]
     return argv + ["get", "pods", "--all-namespaces", "--field-selector=status.podIP=%s" % ref["ip"], "--output=json"]
+
+
+def api_items(answer):
+    """The objects of an API answer: a list's ``items`` (kubectl), a list (k8s_info's ``resources``) or one object."""
+    items = answer.get("items") if isinstance(answer, dict) and "items" in answer else (
+        answer if isinstance(answer, list) else [answer])
+    return [item for item in items if isinstance(item, dict) and item]
 
 
 def _label(what, ref):
@@ -34,9 +50,7 @@ def pod_endpoint(answer, what, ref):
     """``{ip, node, host_ip, namespace, name}`` of the pod in ``answer``; ValidationError when there
     is no such pod, several, or one that is not running, not scheduled, has no IP yet or uses the
     host's network."""
-    items = answer.get("items") if isinstance(answer, dict) and "items" in answer else (
-        answer if isinstance(answer, list) else [answer])
-    items = [pod for pod in items if isinstance(pod, dict) and pod]
+    items = api_items(answer)
     label = _label(what, ref)
     if ref.get("name"):
         items = [pod for pod in items if (pod.get("metadata") or {}).get("name") == ref["name"]
@@ -47,7 +61,9 @@ def pod_endpoint(answer, what, ref):
         items = own or items
     if not items:
         if ref.get("name"):
-            raise ValidationError("%s: no such pod in namespace %s (kubectl get pods -n %s lists them)" % (label, ref["namespace"], ref["namespace"]))
+            raise ValidationError("%s: no such pod in namespace %s (kubectl get pods -n %s lists them)%s" % (
+                label, ref["namespace"], ref["namespace"],
+                "; if %s is a Service, give it as svc/%s/%s" % (ref["name"], ref["namespace"], ref["name"]) if what == "dst" else ""))
         raise ValidationError("%s: no pod has this IP (kubectl get pods -A -o wide lists the pod IPs); give a pod's IP or namespace/pod" % label)
     if len(items) > 1:
         names = sorted("%s/%s" % ((p.get("metadata") or {}).get("namespace"), (p.get("metadata") or {}).get("name")) for p in items)

@@ -104,7 +104,9 @@ def render_table(report, width=80, color=False, run_dir=None):
     for line in _path_lines(report):
         lines.extend(textwrap.wrap(line, width, subsequent_indent="  ", break_long_words=False))
     if (report.get("service") or {}).get("line"):
-        lines.extend(textwrap.wrap("service: %s" % report["service"]["line"], width, subsequent_indent="  ", break_long_words=False))
+        # names (pods, Services, paths) are never split at a hyphen: they stay copyable
+        lines.extend(textwrap.wrap("service: %s" % report["service"]["line"], width, subsequent_indent="  ", break_long_words=False,
+                                   break_on_hyphens=False))
     fmt = "%-8s %2s %-{n}s %-{i}s %{p}s %-{s}s %-{t}s %{d}s".format(n=w_node, i=w_if, p=w_pk, s=w_seen, t=w_st, d=w_dl)
     head = ("probes loss", "p50/p95 ms") if count else ("seen", "delay")
     lines.append(_paint((fmt % ("dir", "#", "node", "interface", "pkts", head[0], "status", head[1])).rstrip(), "dim", color))
@@ -131,7 +133,7 @@ def render_table(report, width=80, color=False, run_dir=None):
     for note in report.get("notes") or []:
         lines.extend(textwrap.wrap("note: %s" % note, width, subsequent_indent="  "))
     if run_dir:
-        lines.extend(textwrap.wrap("files: %s" % run_dir, width, subsequent_indent="  ", break_long_words=False))
+        lines.extend(textwrap.wrap("files: %s" % run_dir, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False))
     return lines
 
 

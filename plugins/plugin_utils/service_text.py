@@ -49,9 +49,13 @@ def unserved(svc):
 
 
 def describe(svc):
-    """``Service 10.96.10.20:443 -> backend 172.17.25.239:443 (pod ns/name on node-b), chosen by kube-proxy's DNAT on node-a``."""
+    """``Service 10.96.10.20:443 (ns/svc) -> backend 172.17.25.239:443 (pod ns/name on node-b), chosen by kube-proxy's DNAT on node-a``."""
     head = "%s %s:%s" % ("NodePort" if svc.get("kind") == "nodeport" else "Service", svc["address"], svc["port"])
-    if svc.get("name"):
+    requested = svc.get("requested")
+    if requested:
+        # dst was the Service's name (svc/namespace/name), resolved to this address by the Kubernetes API
+        head += " (%s, by name through %s)" % (svc.get("name") or requested["name"][len("svc/"):], requested.get("via") or "kubectl")
+    elif svc.get("name"):
         head += " (%s)" % svc["name"]
     backend = svc.get("backend")
     if not backend and svc.get("endpoints"):

@@ -200,3 +200,27 @@ def assert_nodeport(report, mode):
     assert ("the connection was masqueraded on node-b: the backend answers 10.240.0.9:%d, not %s:%d (conntrack)"
             % (r["dport"], SRC, o["sport"])) in report["notes"]
     return svc
+
+
+def test_a_service_by_name_is_traced_as_its_clusterip_and_names_the_backend_pod(services, tmp_path, standin_kubectl):
+    # dst by name, no port: the Service's only port; read through the stand-in kubectl (as `kubectl` on PATH)
+    env, state = standin_kubectl
+    rc, out, report = trace(tmp_path, "-e", "src=%s" % SRC, "-e", "dst=svc/openshift-ingress/router-internal-default", env=env)
+    assert rc == 0, out[-3000:]
+    assert hop_rows(report) == remote_rows(B_VETH)
+    assert report["verdict"] == "every hop saw the request and the response"
+    svc = report["service"]
+    assert svc["line"] == ("Service 10.96.10.20:443 (openshift-ingress/router-internal-default, by name through kubectl) -> backend "
+                           "172.17.25.239:443 (pod openshift-ingress/router-default-77949c967-tgth7 on node-b), chosen by "
+                           "kube-proxy's DNAT on node-a")
+    assert svc["backend"] == {"ip": "172.17.25.239", "port": 443, "node": "node-b",
+                              "pod": "openshift-ingress/router-default-77949c967-tgth7"}
+    assert svc["requested"] == {"name": "svc/openshift-ingress/router-internal-default", "port_name": "https", "via": "kubectl"}
+    assert "service: " + svc["line"] in " ".join(out.split())
+    # one read of the Service before any node, one bounded read of the backend's pod after the probe
+    calls = [json.loads(line) for line in (state / "calls.log").read_text().splitlines()]
+    assert calls == [
+        ["--request-timeout=10s", "get", "services", "--namespace=openshift-ingress",
+         "--field-selector=metadata.name=router-internal-default", "--output=json"],
+        ["--request-timeout=5s", "get", "pods", "--all-namespaces", "--field-selector=status.podIP=172.17.25.239", "--output=json"]]
+    assert node_leftovers() == {}

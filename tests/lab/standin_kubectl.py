@@ -12,13 +12,17 @@
 
 State: the directory in $HOPTRACE_STANDIN_DIR (required): pods/<namespace>__<name>.json for the
 "pods" it created, calls.log (one JSON argv a line), and optionally fixture_pods.json (a list of
-pod objects served by `get`, e.g. a Pending pod or a hostNetwork pod). The lab's own pods come
+pod objects served by `get`, e.g. a Pending pod or a hostNetwork pod) and fixture_services.json
+(a list of Service objects). The lab's own pods come
 from .lab/pods.json ($HOPTRACE_STANDIN_LAB overrides the .lab directory).
 
     debug node/N --image=I --profile=P --namespace=NS --attach=false --quiet -- CMD...
         a "pod": CMD runs detached on the controller (it is the pod's bounded command, a sleep);
         the pod is Running while it runs, Succeeded after (its object stays, as in Kubernetes)
     get pod NAME | get pods [--field-selector=...] [--selector=...] [-A] --output=json
+    get service NAME | get services [--field-selector=metadata.name=...] [-A] --output=json
+        the lab's kube-proxy Services (tests/lab/kubeproxy.py's data) as Service objects, plus
+        fixture_services.json in the state directory (e.g. a headless or an ExternalName Service)
     label pod NAME --namespace=NS [--overwrite] k=v...
     wait --for=condition=Ready pod/NAME --namespace=NS --timeout=Ns
     exec -i POD --namespace=NS -- nsenter -t 1 -m -u -i -n -p -- /bin/sh -c CMD
@@ -38,8 +42,9 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.realpath(__file__))     # also when run through a symlink named kubectl
 LAB = os.environ.get("HOPTRACE_STANDIN_LAB") or os.path.join(os.path.dirname(os.path.dirname(HERE)), ".lab")
+GLOBAL_FLAGS = ("--kubeconfig", "--context", "--namespace", "--request-timeout")
 NSENTER = ["nsenter", "-t", "1", "-m", "-u", "-i", "-n", "-p", "--"]
 PROFILES = ("legacy", "general", "baseline", "netadmin", "restricted", "sysadmin")
 NODE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "HOSTNAME": "debugger"}
@@ -91,7 +96,7 @@ class Args:
             i += 1
 
     def _put(self, name, value):
-        if name in ("--kubeconfig", "--context", "--namespace", "--request-timeout"):
+        if name in GLOBAL_FLAGS:
             self.globals[name] = value
         else:
             self.flags[name] = value
@@ -224,12 +229,63 @@ def cmd_debug(args):
         sys.stderr.write("Creating debugging pod %s with container debugger on node %s.\n" % (name, node))
 
 
+def lab_services():
+    """The lab's Services as the API shows them (kubectl get svc -o json of a kube-proxy cluster)."""
+    import kubeproxy        # tests/lab, next to this script
+    out = []
+    for svc in kubeproxy.services():
+        namespace, name = svc["name"].split("/")
+        port = {"name": svc["port_name"].rpartition(":")[2], "port": svc["port"], "protocol": "TCP",
+                "targetPort": int(svc["endpoints"][0].rpartition(":")[2]) if svc["endpoints"] else svc["port"]}
+        if svc.get("node_port"):
+            port["nodePort"] = svc["node_port"]
+        out.append({"apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": name, "namespace": namespace, "labels": {}},
+                    "spec": {"clusterIP": svc["cluster_ip"], "clusterIPs": [svc["cluster_ip"]], "internalTrafficPolicy": "Cluster",
+                             "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "ports": [port],
+                             "selector": {"app": name}, "sessionAffinity": "None",
+                             "type": "NodePort" if svc.get("node_port") else "ClusterIP"},
+                    "status": {"loadBalancer": {}}})
+    fixture = os.path.join(state_dir(), "fixture_services.json")
+    if os.path.exists(fixture):
+        with open(fixture) as handle:
+            out += json.load(handle)
+    return out
+
+
+def get_services(args):
+    namespace = args.globals.get("--namespace", "default")
+    found = lab_services()
+    if args.flags.get("--all-namespaces") != "true":
+        found = [s for s in found if s["metadata"]["namespace"] == namespace]
+    if "--selector" in args.flags:
+        fail("standin_kubectl: get services does not implement --selector")
+    for term in filter(None, args.flags.get("--field-selector", "").split(",")):
+        key, _sep, value = term.partition("=")
+        if key not in ("metadata.name", "metadata.namespace") or "!" in key:
+            fail('Error from server (BadRequest): Unable to find "/v1, Resource=services" that match label selector "", '
+                 'field selector "%s": "%s" is not a known field selector: only "metadata.name", "metadata.namespace"'
+                 % (args.flags["--field-selector"], key))
+        found = [s for s in found if s["metadata"][key.partition(".")[2]] == value]
+    if len(args.words) == 2:
+        match = [s for s in found if s["metadata"]["name"] == args.words[1]]
+        if not match:
+            fail('Error from server (NotFound): services "%s" not found' % args.words[1])
+        print(json.dumps(match[0]))
+    elif len(args.words) == 1:
+        print(json.dumps({"apiVersion": "v1", "kind": "List", "items": found, "metadata": {"resourceVersion": ""}}))
+    else:
+        fail("standin_kubectl: get service takes one name at most")
+
+
 def cmd_get(args):
     args.check({"--output", "--field-selector", "--selector", "--all-namespaces"})
     if args.flags.get("--output") != "json":
         fail("standin_kubectl: get supports only --output=json")
+    if args.words and args.words[0] in ("svc", "service", "services"):
+        return get_services(args)
     if not args.words or args.words[0] not in ("pod", "pods"):
-        fail("standin_kubectl: get supports only pods")
+        fail("standin_kubectl: get supports only pods and services")
     if len(args.words) == 2:
         print(json.dumps(public(find(args, args.words[1]))))
     elif len(args.words) == 1:
@@ -333,9 +389,15 @@ def main(argv):
     directory = state_dir()
     with open(os.path.join(directory, "calls.log"), "a") as log:
         log.write(json.dumps(argv) + "\n")
-    if not argv or argv[0] not in COMMANDS:
-        fail('error: unknown command "%s" for "kubectl" (stand-in: only %s)' % (argv[0] if argv else "", ", ".join(COMMANDS)))
-    args = Args(argv[1:])
+    # global flags may come before the subcommand, as kubectl takes them (--kubeconfig=F get pods)
+    lead = 0
+    while lead < len(argv) and argv[lead].partition("=")[0] in GLOBAL_FLAGS and "=" in argv[lead]:
+        lead += 1
+    words = argv[lead:]
+    if not words or words[0] not in COMMANDS:
+        fail('error: unknown command "%s" for "kubectl" (stand-in: only %s)' % (words[0] if words else "", ", ".join(COMMANDS)))
+    args = Args(argv[:lead] + words[1:])
+    argv = words
     kubeconfig = args.globals.get("--kubeconfig")
     if kubeconfig and not os.path.isfile(kubeconfig):
         fail("error: stat %s: no such file or directory" % kubeconfig)

@@ -6,6 +6,7 @@ it does not know fails before that ("unknown flag"). Every flag is also looked u
 subcommand's --help. Skipped where /usr/bin/kubectl is absent. The tests' stand-in kubectl must
 reject what it does not implement, which is checked here too.
 """
+import json
 import os
 import re
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import node_debug as nd
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.podinfo import lookup_argv
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.svcinfo import lookup_argv as service_lookup_argv
 
 KUBECTL = "/usr/bin/kubectl"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
@@ -60,6 +62,9 @@ def plugin_argvs(kubeconfig):
         # the trace role's pod lookups (plugin_utils/podinfo.py)
         "get-name": lookup_argv({"ip": None, "namespace": "default", "name": "web-0"}, s),
         "get-ip": lookup_argv({"ip": "172.17.25.239", "namespace": None, "name": None}, s),
+        # a Service given by name (plugin_utils/svcinfo.py) and its backend's pod, bounded (service_names.py)
+        "get-service": service_lookup_argv({"namespace": "default", "name": "web", "text": "svc/default/web"}, s),
+        "get-backend": lookup_argv({"ip": "172.17.25.239", "namespace": None, "name": None}, s, 5),
     }
 
 
@@ -70,7 +75,7 @@ def run(argv, kubeconfig=None):
 
 @real
 @pytest.mark.parametrize("what", ["debug", "get", "label", "wait", "exec", "delete", "delete-session", "delete-finished",
-                                  "get-name", "get-ip"])
+                                  "get-name", "get-ip", "get-service", "get-backend"])
 def test_real_kubectl_parses_the_plugins_command_line(kubeconfig, what):
     argv = plugin_argvs(kubeconfig)[what]
     proc = run(argv, kubeconfig)
@@ -80,7 +85,8 @@ def test_real_kubectl_parses_the_plugins_command_line(kubeconfig, what):
 
 
 @real
-@pytest.mark.parametrize("what", ["debug", "get", "label", "wait", "exec", "delete", "get-name", "get-ip"])
+@pytest.mark.parametrize("what", ["debug", "get", "label", "wait", "exec", "delete", "get-name", "get-ip", "get-service",
+                                  "get-backend"])
 def test_every_flag_is_in_the_real_help(kubeconfig, what):
     argv = plugin_argvs(kubeconfig)[what]
     sub = argv[argv.index(what.split("-")[0])]
@@ -108,8 +114,22 @@ def test_a_wrong_flag_or_profile_fails_in_the_real_client(kubeconfig):
     (["debug", "node/node-a", "--image=b", "--attach=false", "--copy-to=x", "--", "sleep", "1"], "unknown flag: --copy-to"),
     (["apply", "-f", "x.yaml"], 'unknown command "apply"'),
     (["delete", "pods"], "no name was specified"),
+    (["get", "services", "--field-selector=spec.clusterIP=10.96.0.1", "--output=json"], '"spec.clusterIP" is not a known field selector'),
+    (["get", "services", "--selector=app=web", "--output=json"], "get services does not implement --selector"),
+    (["--bogus=1", "get", "services", "--output=json"], 'unknown command "--bogus=1"'),
 ])
 def test_the_stand_in_rejects_what_it_does_not_implement(tmp_path, argv, message):
     proc = subprocess.run([sys.executable, STANDIN] + argv, capture_output=True, text=True, timeout=30,
                           env=dict(os.environ, HOPTRACE_STANDIN_DIR=str(tmp_path)), check=False)
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+
+
+def test_the_stand_in_serves_the_lab_services_as_the_role_reads_them(tmp_path):
+    argv = service_lookup_argv({"namespace": "default", "name": "web", "text": "svc/default/web"},
+                               {"cli": STANDIN, "kubeconfig": "", "context": ""})
+    proc = subprocess.run([sys.executable] + argv, capture_output=True, text=True, timeout=30,
+                          env=dict(os.environ, HOPTRACE_STANDIN_DIR=str(tmp_path)), check=False)
+    assert proc.returncode == 0, proc.stderr
+    items = json.loads(proc.stdout)["items"]
+    assert [(i["metadata"]["namespace"], i["metadata"]["name"], i["spec"]["clusterIP"], i["spec"]["ports"]) for i in items] == [
+        ("default", "web", "10.96.10.30", [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 443}])]
