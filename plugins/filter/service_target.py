@@ -24,7 +24,7 @@ description:
     and returns its ClusterIP and the one port to trace.
   - The port is O(port) by number or by name; left empty, the Service's only port of O(proto). A Service
     with several such ports and no O(port) is refused with the list of its ports.
-  - Refuses, saying what to do instead, a missing Service, a headless one (C(clusterIP: None)), an
+  - Refuses, saying what to do instead, a missing Service, a headless one (C(clusterIP) V(None)), an
     C(ExternalName) one, one without a ClusterIP yet, and a dual-stack mismatch with the source's family.
   - With O(argv=true) returns instead the kubectl/oc command line that reads the Service.
 options:

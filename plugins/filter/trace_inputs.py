@@ -62,7 +62,7 @@ _value:
       C(unresolved) (the C({what, ref}) that need the Kubernetes API), C(flow) (the validated flow, or
       null while a name is unresolved), C(cluster) (C(name), C(hosts), C(how)) and C(step_timeout)
       (seconds each remote step may take, C(deadline)/4 within 5-30).
-    - C(service) is dst given as C(svc/namespace/service) (C(namespace), C(name), C(text), C(port): the number or
+    - C(service) is dst given as C(svc/namespace/service) (C(namespace), C(name), C(text), and C(port), the number or
       port name given, empty for the Service's only port), else null; C(port) the port to trace otherwise (443
       when left out); C(names) whether the run reads the Kubernetes API (names given, or node_access kubectl/oc).
   type: dict

@@ -151,8 +151,8 @@ options:
     description:
       - What the Kubernetes API said about a Service trace, when the run reads the API (a name in O(plan)'s flow
         or node_access through debug pods); the trace role passes it.
-      - The backend's pod is named from these lookups (RV(report.service.backend.pod)); one that failed or found
-        no single pod leaves it null and adds a note. A Service given by name gets RV(report.service.requested).
+      - The backend's pod is named from these lookups (C(service.backend.pod) of RV(report)); one that failed or found
+        no single pod leaves it null and adds a note. A Service given by name gets C(service.requested) in RV(report).
     type: dict
     version_added: 0.2.0
     suboptions:
