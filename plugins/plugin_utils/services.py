@@ -180,9 +180,9 @@ def nodeport_plan(nodes, flow, service):
         kind = plan_.link_kind(nodes[src_node], pod_dev)
         if kind in plan_.TUNNEL_KINDS:
             encap, tunnel = kind, pod_dev
-            link = plan_.links_of(nodes[src_node]).get(pod_dev) or {}
+            link = plan_.links_of(nodes[src_node]).get(pod_dev) or {"ifname": pod_dev}
             port = ((link.get("vxlan") or {}).get("port") or plan_.DEFAULT_PORTS["vxlan"]) if kind == "vxlan" else \
-                (plan_.DEFAULT_PORTS["wireguard"] if kind == "wireguard" else None)
+                (plan_.wireguard_port(link) if kind == "wireguard" else None)
     builder.hop("response", target, "dst-veth", node_ip=flow["dst"], **veth_hop)
     if tunnel:
         tunnel_hop = dict(interface=tunnel) if target in nodes else dict(interface=None, select={"route_to": flow["src"]})

@@ -242,6 +242,24 @@ def test_path_and_plan_of_a_nodeport_on_the_backends_node():
         "worker-b/?10.240.128.12", "worker-b/?172.17.25.193", "worker-b/?172.17.25.79"]
 
 
+def test_a_nodeports_answer_over_wireguard_is_filtered_on_the_devices_listen_port():
+    # worker-a routes the backend's block over wireguard.cali, whose wg show says it listens on
+    # 51830: the answer's underlay hops match that port, not Calico's default 51820
+    nodes = _nodes()
+    a = nodes["worker-a"]
+    a["routes"] = [dict(r, dev="wireguard.cali", gateway=None) if r.get("dev") == "tunl0" else r for r in a["routes"]]
+    a["links"] = [link for link in a["links"] if link.get("ifname") != "tunl0"] + [
+        {"ifname": "wireguard.cali", "kind": "wireguard", "wireguard": {"listen_port": 51830, "peers": [
+            {"endpoint_ip": "10.240.0.9", "endpoint_port": 51830, "allowed_ips": ["172.17.25.192/26"]}]}}]
+    path = trace_path("worker-a", nodes["worker-a"], flow("10.240.0.9", 30443), INVENTORY)
+    plan = trace_plan(nodes, flow=flow("10.240.0.9", 30443), service=path["service"])
+    response = [(h["node"], h["interface"], h["encap"]) for h in plan["hops"] if h["direction"] == "response"]
+    assert response[2:4] == [("worker-b", "eth0", "wireguard"), ("worker-a", "eth0", "wireguard")]
+    caps = {c["key"]: c for c in plan["captures"]}
+    assert "udp port 51830 and host 10.240.0.9" in caps["worker-a/eth0"]["filter"]
+    assert "51820" not in caps["worker-a/eth0"]["filter"]
+
+
 def test_a_nodeport_whose_endpoint_is_elsewhere_is_refused():
     rules = LAB.replace("172.17.25.193:443", "172.17.25.66:443")
     with pytest.raises(PathError, match="DNATs on worker-b to 172.17.25.66:443 on worker-a; a NodePort whose endpoint is on another"):
