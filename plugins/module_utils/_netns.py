@@ -309,13 +309,15 @@ def _family(ip):
 def tcp_once(src, dst, port, timeout):
     sock = socket.socket(_family(dst), socket.SOCK_STREAM)
     sock.settimeout(timeout)
-    start = time.time()
+    start, sport = time.time(), None
     try:
         sock.bind((src, 0))
+        sport = sock.getsockname()[1]
         sock.connect((dst, port))
-        return {'ok': True, 'status': 'connected', 'time_ms': round((time.time() - start) * 1000.0, 3), 'error': None}
+        return {'ok': True, 'status': 'connected', 'time_ms': round((time.time() - start) * 1000.0, 3), 'error': None, 'sport': sport}
     except (OSError, socket.timeout) as exc:
-        return {'ok': False, 'status': _status(exc), 'time_ms': round((time.time() - start) * 1000.0, 3), 'error': str(exc)}
+        return {'ok': False, 'status': _status(exc), 'time_ms': round((time.time() - start) * 1000.0, 3), 'error': str(exc),
+                'sport': sport}
     finally:
         sock.close()
 
@@ -350,9 +352,10 @@ def udp_once(src, dst, port, timeout, full=False):
     ``full``: as large as the route's MTU, with DF."""
     sock = socket.socket(_family(dst), socket.SOCK_DGRAM)
     sock.settimeout(timeout)
-    start = time.time()
+    start, sport = time.time(), None
     try:
         sock.bind((src, 0))
+        sport = sock.getsockname()[1]
         sock.connect((dst, port))
         if full:
             dont_fragment(sock, ':' in dst)
@@ -360,11 +363,13 @@ def udp_once(src, dst, port, timeout, full=False):
         else:
             sock.send(b'hoptrace probe\n')
         sock.recv(2048)
-        return {'ok': True, 'status': 'answered', 'time_ms': round((time.time() - start) * 1000.0, 3), 'error': None}
+        return {'ok': True, 'status': 'answered', 'time_ms': round((time.time() - start) * 1000.0, 3), 'error': None, 'sport': sport}
     except socket.timeout:
-        return {'ok': True, 'status': 'sent', 'time_ms': None, 'error': 'no reply within %ss (normal for many UDP services)' % timeout}
+        return {'ok': True, 'status': 'sent', 'time_ms': None, 'error': 'no reply within %ss (normal for many UDP services)' % timeout,
+                'sport': sport}
     except OSError as exc:
-        return {'ok': False, 'status': _status(exc), 'time_ms': round((time.time() - start) * 1000.0, 3), 'error': str(exc)}
+        return {'ok': False, 'status': _status(exc), 'time_ms': round((time.time() - start) * 1000.0, 3), 'error': str(exc),
+                'sport': sport}
     finally:
         sock.close()
 

@@ -79,6 +79,12 @@ def test_two_endpoints_the_captures_tell_the_chosen_backend(services, tmp_path):
     assert rc == 0, out[-3000:]
     assert_two_endpoints(report, "iptables")
     _keep(report, "lab-service-two-endpoints.json")
+    # at once again: the first probe's connection is still in node-a's conntrack (TIME_WAIT, 120 s);
+    # the probe's own source port picks the second's entry alone
+    rc, out, again = trace(tmp_path / "again", *args(WEB_SVC))
+    assert rc == 0, out[-3000:]
+    assert_two_endpoints(again, "iptables")
+    assert again["service"]["conntrack"]["entries"][0]["orig"]["sport"] != report["service"]["conntrack"]["entries"][0]["orig"]["sport"]
 
 
 def test_service_without_endpoints_is_kube_proxys_reject(services, tmp_path):

@@ -121,3 +121,23 @@ def test_a_full_size_echo_fills_the_route_mtu():
     assert _netns.full_payload("127.0.0.1", "127.0.0.1", 8) == mtu - 28
     packet = _netns.echo_request(7, 1, payload_len=1452)
     assert len(packet) == 8 + 1452 and packet[8:16] == b"hoptrace"
+
+
+def test_a_single_tcp_or_udp_probe_records_the_source_port_it_bound():
+    # loopback only: the port the probe bound is the one the listener sees, so the conntrack lookup
+    # after the probe (snapshot_conntrack.sports) can pick this probe's connection and no other
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    attempt = ns.tcp_once("127.0.0.1", "127.0.0.1", listener.getsockname()[1], 2.0)
+    conn, peer = listener.accept()
+    conn.close()
+    listener.close()
+    assert (attempt["ok"], attempt["status"], attempt["sport"]) == (True, "connected", peer[1])
+    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    echo.bind(("127.0.0.1", 0))
+    attempt = ns.udp_once("127.0.0.1", "127.0.0.1", echo.getsockname()[1], 0.2)
+    _, peer = echo.recvfrom(2048)
+    echo.close()
+    assert (attempt["status"], attempt["sport"]) == ("sent", peer[1])
