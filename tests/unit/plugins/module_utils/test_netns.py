@@ -138,6 +138,6 @@ def test_a_single_tcp_or_udp_probe_records_the_source_port_it_bound():
     echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     echo.bind(("127.0.0.1", 0))
     attempt = ns.udp_once("127.0.0.1", "127.0.0.1", echo.getsockname()[1], 0.2)
-    _, peer = echo.recvfrom(2048)
+    peer = echo.recvfrom(2048)[1]
     echo.close()
     assert (attempt["status"], attempt["sport"]) == ("sent", peer[1])
