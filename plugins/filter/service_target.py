@@ -73,14 +73,15 @@ EXAMPLES = r"""
   vars:
     svc: {namespace: default, name: web, text: svc/default/web}
   # => {ip: 10.96.10.30, port: 443, port_name: https, protocol: tcp, namespace: default, name: web,
-  #     text: svc/default/web, type: ClusterIP}
+  #     text: svc/default/web, type: ClusterIP, selector: {app: web}}
 """
 
 RETURN = r"""
 _value:
   description:
     - C(ip) (the ClusterIP), C(port) (the Service port, a number), C(port_name), C(protocol), C(namespace),
-      C(name), C(text) (C(svc/namespace/name)) and C(type); or, with O(argv), the command line as a list.
+      C(name), C(text) (C(svc/namespace/name)), C(type) and C(selector) (its pod selector, a dict, or V(None)
+      for a Service without one); or, with O(argv), the command line as a list.
   type: raw
 """
 

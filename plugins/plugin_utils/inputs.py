@@ -208,9 +208,6 @@ def check_inputs(settings, groups):
         refs["dst"] = {"ip": None, "namespace": service["namespace"], "name": service["name"]}
     access = check_node_access(settings)
     api_nodes = access["node_access"] != "ssh"
-    if service and api_nodes:
-        raise ValidationError("dst %s: a Service by name is traced with node_access=ssh only (not yet through debug pods); "
-                              "leave node_access out" % service["text"])
     # through the API, the pods of IPs are looked up too: they name the nodes to reach
     unresolved = [{"what": what, "ref": refs[what]} for what in ("src", "dst")
                   if (refs[what]["ip"] is None or api_nodes) and not (what == "dst" and service)]

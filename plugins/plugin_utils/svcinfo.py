@@ -77,7 +77,8 @@ def _pick_address(label, spec, family):
 
 
 def service_target(answer, ref, port="", proto="tcp", family=None):
-    """``{ip, port, port_name, protocol, namespace, name, text, type}`` of the Service ``ref``.
+    """``{ip, port, port_name, protocol, namespace, name, text, type, selector}`` of the Service ``ref``
+    (``selector``: its pod selector, None when it has none).
 
     :arg ref: ``{namespace, name, text}`` (podref.service_ref()).
     :arg port: a port number or name, or "" for the Service's only port of ``proto``.
@@ -102,4 +103,5 @@ def service_target(answer, ref, port="", proto="tcp", family=None):
     chosen = _pick_port(label, spec.get("ports") or [], check_port_choice(port), str(proto or "tcp").lower())
     return {"ip": _pick_address(label, spec, family), "port": int(chosen["port"]), "port_name": chosen.get("name"),
             "protocol": str(proto or "tcp").lower(), "namespace": ref["namespace"], "name": ref["name"],
-            "text": ref["text"], "type": kind}
+            "text": ref["text"], "type": kind,
+            "selector": dict(spec.get("selector") or {}) or None}

@@ -222,3 +222,34 @@ def test_node_debug_files_are_binary_safe_and_reset_deletes_the_pod(lab_factory,
     assert len(debugs) == 2 and len(deletes) == 1 and debugs[0] < deletes[0] < debugs[1], argv
     assert wait_until_no_pod(state, 10) == []
     assert labctl.exec_in_node("node-b", ["ls", "/var/tmp/hoptrace-blob.bin"]).returncode != 0
+
+
+def test_node_debug_without_inventory_traces_a_service_by_name_to_its_pods_node(lab_factory, tmp_path):
+    # no inventory: the source pod's node from its pod, the backend's node from the Service's ready pods
+    # (its selector, one read), kube-proxy's rules on node-a deciding the backend as ever
+    lab_factory("ipip", 2)
+    labctl.services_up()
+    try:
+        state, env = standin_env(tmp_path)
+        rc, out, report = trace(tmp_path / "out", "-e", json.dumps(
+            {"src": "172.17.25.79", "dst": "svc/openshift-ingress/router-internal-default", "node_access": "kubectl",
+             "node_access_cli": STANDIN, "hoptrace_node_debug_namespace": "hoptrace"}), env=env, inventory=no_inventory(tmp_path))
+    finally:
+        labctl.services_down()
+    assert rc == 0, out[-3000:]
+    assert hop_rows(report) == ipip_rows_all_seen()
+    assert report["service"]["line"] == (
+        "Service 10.96.10.20:443 (openshift-ingress/router-internal-default, by name through standin_kubectl.py) -> backend "
+        "172.17.25.239:443 (pod openshift-ingress/router-default-77949c967-tgth7 on node-b), chosen by kube-proxy's DNAT on node-a")
+    # the API reads (the debug pods' own lookups by node left out)
+    lookups = [a for a in calls(state) if "get" in a[:2] and not any(w.startswith("--field-selector=spec.nodeName=") for w in a)]
+    assert lookups == [
+        ["get", "pods", "--all-namespaces", "--field-selector=status.podIP=172.17.25.79", "--output=json"],
+        ["--request-timeout=10s", "get", "services", "--namespace=openshift-ingress",
+         "--field-selector=metadata.name=router-internal-default", "--output=json"],
+        ["--request-timeout=10s", "get", "pods", "--namespace=openshift-ingress",
+         "--selector=lab.hoptrace/router-internal-default=backend", "--output=json"],
+        ["--request-timeout=5s", "get", "pods", "--all-namespaces", "--field-selector=status.podIP=172.17.25.239", "--output=json"]]
+    assert sorted(a[1] for a in calls(state) if a[0] == "debug") == ["node/node-a", "node/node-b"]
+    assert wait_until_no_pod(state, 10) == []
+    assert node_leftovers() == {}

@@ -118,7 +118,7 @@ def lab_pods():
             pods = json.load(handle)
     except OSError:
         pods = []
-    out = [{"metadata": {"name": p["name"], "namespace": p["namespace"], "labels": {}},
+    out = [{"metadata": {"name": p["name"], "namespace": p["namespace"], "labels": service_labels(p)},
             "spec": {"nodeName": p["node"], "hostNetwork": False, "containers": [{"name": "main", "image": "lab"}]},
             "status": {"phase": "Running", "podIP": p["ip"], "podIPs": [{"ip": p["ip"]}], "hostIP": p["node_ip"]}}
            for p in pods]
@@ -127,6 +127,22 @@ def lab_pods():
         with open(fixture) as handle:
             out += json.load(handle)
     return out
+
+
+def selector_of(namespace, name):
+    """The lab Service's pod selector: one label per Service (a pod may back several)."""
+    return {"lab.hoptrace/%s" % name: "backend"}
+
+
+def service_labels(pod):
+    """The labels of a lab pod: the selector of every lab Service of its namespace it is an endpoint of."""
+    import kubeproxy        # tests/lab, next to this script
+    labels = {}
+    for svc in kubeproxy.services():
+        namespace, name = svc["name"].split("/")
+        if namespace == pod["namespace"] and any(e.rpartition(":")[0] == pod["ip"] for e in svc["endpoints"]):
+            labels.update(selector_of(namespace, name))
+    return labels
 
 
 def _record_path(namespace, name):
@@ -243,7 +259,7 @@ def lab_services():
                     "metadata": {"name": name, "namespace": namespace, "labels": {}},
                     "spec": {"clusterIP": svc["cluster_ip"], "clusterIPs": [svc["cluster_ip"]], "internalTrafficPolicy": "Cluster",
                              "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "ports": [port],
-                             "selector": {"app": name}, "sessionAffinity": "None",
+                             "selector": selector_of(namespace, name), "sessionAffinity": "None",
                              "type": "NodePort" if svc.get("node_port") else "ClusterIP"},
                     "status": {"loadBalancer": {}}})
     fixture = os.path.join(state_dir(), "fixture_services.json")

@@ -51,7 +51,8 @@ def test_a_bad_dst_says_a_service_is_svc_slash():
 def test_the_real_one_port_service_defaults_to_its_port():
     got = service_target(REAL["guestbook-redis-follower"], ref("svc/default/redis-follower"))
     assert got == {"ip": "10.105.1.89", "port": 6379, "port_name": None, "protocol": "tcp", "namespace": "default",
-                   "name": "redis-follower", "text": "svc/default/redis-follower", "type": "ClusterIP"}
+                   "name": "redis-follower", "text": "svc/default/redis-follower", "type": "ClusterIP",
+                   "selector": {"app": "redis", "role": "follower", "tier": "backend"}}
     # by number too, and one Service object (kubectl get svc NAME -o json) or k8s_info's resources
     assert service_target(REAL["guestbook-redis-follower"]["items"][0], ref("svc/default/redis-follower"), "6379")["port"] == 6379
     assert service_target(REAL["guestbook-redis-follower"]["items"], ref("svc/default/redis-follower"))["ip"] == "10.105.1.89"
@@ -128,10 +129,15 @@ def test_a_left_out_port_is_443_for_pods_and_ips():
     ({"port": "HTTPS"}, "port 'HTTPS' is neither a port number (1-65535) nor a Service port name such as https"),
     ({"port": "70000"}, "port '70000' is neither a port number"),
     ({"port": "443; id"}, "port '443; id' is neither a port number"),
-    ({"node_access": "kubectl"}, "dst svc/default/web: a Service by name is traced with node_access=ssh only"),
     ({"src": "svc/default/web"}, "src 'svc/default/web' is a Service"),
 ])
 def test_inputs_refuse_what_a_service_trace_cannot_do(extra, message):
     with pytest.raises(ValidationError) as err:
         inputs.check_inputs(dict(SETTINGS, **extra), GROUPS)
     assert message in str(err.value)
+
+
+def test_a_service_by_name_through_debug_pods_resolves_the_source_pod_and_the_service():
+    got = inputs.check_inputs(dict(SETTINGS, src="172.17.25.79", node_access="kubectl"), GROUPS)
+    assert [u["what"] for u in got["unresolved"]] == ["src"]
+    assert (got["service"]["text"], got["cluster"]["hosts"], got["names"]) == ("svc/default/web", [], True)
