@@ -253,3 +253,19 @@ def test_node_debug_without_inventory_traces_a_service_by_name_to_its_pods_node(
     assert sorted(a[1] for a in calls(state) if a[0] == "debug") == ["node/node-a", "node/node-b"]
     assert wait_until_no_pod(state, 10) == []
     assert node_leftovers() == {}
+
+
+def test_node_debug_refuses_a_service_without_selector_before_any_node(lab_factory, tmp_path):
+    lab_factory("ipip", 2)
+    state, env = standin_env(tmp_path)
+    (state / "fixture_services.json").write_text(json.dumps([{
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "manual", "namespace": "default"},
+        "spec": {"clusterIP": "10.96.10.60", "clusterIPs": ["10.96.10.60"], "type": "ClusterIP",
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 443}]}}]))
+    rc, out, report = trace(tmp_path / "out", "-e", json.dumps(
+        {"src": "172.17.25.79", "dst": "svc/default/manual", "node_access": "kubectl", "node_access_cli": STANDIN,
+         "hoptrace_node_debug_namespace": "hoptrace"}), env=env, inventory=no_inventory(tmp_path))
+    assert rc != 0 and report is None
+    assert ("dst svc/default/manual has no pod selector: its endpoints are kept by hand and need not be pods, so the API "
+            "does not say which nodes to reach") in " ".join(out.split()), out[-3000:]
+    assert [a for a in calls(state) if a[0] in ("debug", "exec")] == []
