@@ -64,7 +64,8 @@ def pod_endpoint(answer, what, ref):
             raise ValidationError("%s: no such pod in namespace %s (kubectl get pods -n %s lists them)%s" % (
                 label, ref["namespace"], ref["namespace"],
                 "; if %s is a Service, give it as svc/%s/%s" % (ref["name"], ref["namespace"], ref["name"]) if what == "dst" else ""))
-        raise ValidationError("%s: no pod has this IP (kubectl get pods -A -o wide lists the pod IPs); give a pod's IP or namespace/pod" % label)
+        raise ValidationError("%s: no pod has this IP (kubectl get pods -A -o wide lists the pod IPs); give a pod's IP or namespace/pod%s" % (
+            label, "; a Service's ClusterIP is given by name as svc/NAMESPACE/NAME" if what == "dst" else ""))
     if len(items) > 1:
         names = sorted("%s/%s" % ((p.get("metadata") or {}).get("namespace"), (p.get("metadata") or {}).get("name")) for p in items)
         raise ValidationError("%s: %d pods have this IP (%s); give one as namespace/pod" % (label, len(items), ", ".join(names)))

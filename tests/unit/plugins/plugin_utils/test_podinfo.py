@@ -28,7 +28,8 @@ def test_an_ip_shared_with_a_host_network_pod_names_the_pod_network_one():
 
 @pytest.mark.parametrize("answer, ref, message", [
     ({"items": []}, NAME, "dst default/web-0: no such pod in namespace default"),
-    ({"items": []}, IP, "dst 172.17.25.239: no pod has this IP"),
+    ({"items": []}, IP, "dst 172.17.25.239: no pod has this IP (kubectl get pods -A -o wide lists the pod IPs); give a pod's IP "
+                        "or namespace/pod; a Service's ClusterIP is given by name as svc/NAMESPACE/NAME"),
     (pod(phase="Pending", ip=None), NAME, "dst default/web-0 (default/web-0) is not running (phase Pending): trace it once it runs"),
     (pod(phase="Succeeded"), NAME, "is not running (phase Succeeded)"),
     (pod(ip=None), NAME, "dst default/web-0 (default/web-0) has no IP yet"),
