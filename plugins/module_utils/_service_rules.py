@@ -4,7 +4,9 @@
 
 ``needs_rules(result, address)`` says whether ``address`` is not a pod address of the node's
 routes (a workload, a local or remote pod block), so that only a trace to a Service pays for the
-read; ``trim(text)`` keeps of one ``iptables-save`` output only what names Services: the table
+read; ``sources(address)`` names what to read for the address's family (kube-proxy keeps one ruleset
+per family: ``iptables-save`` and ``table ip kube-proxy`` for IPv4, ``ip6tables-save`` and ``table ip6
+kube-proxy`` for IPv6); ``trim(text)`` keeps of one ``iptables-save`` output only what names Services: the table
 headers, kube-proxy's ``KUBE-*`` chains and the jumps into them. The controller parses the rest
 (plugins/plugin_utils/kubeproxy.py).
 """
@@ -16,9 +18,11 @@ import ipaddress
 
 # iptables-save binaries, the alternatives' choice first; kube-proxy may use either backend
 SAVE_TOOLS = ('iptables-save', 'iptables-nft-save', 'iptables-legacy-save')
+# the same for kube-proxy's IPv6 ruleset (its IPv6 proxier writes with ip6tables-restore)
+SAVE6_TOOLS = ('ip6tables-save', 'ip6tables-nft-save', 'ip6tables-legacy-save')
 # the dummy device kube-proxy's IPVS mode puts the Service addresses on
 IPVS_DEVICE = 'kube-ipvs0'
-# the table of kube-proxy's nftables mode (IPv4)
+# the table of kube-proxy's nftables mode (family ip for IPv4, ip6 for IPv6: one table per family)
 NFT_TABLE = 'kube-proxy'
 
 
@@ -44,6 +48,15 @@ def needs_rules(result, address):
         if net is not None and net.version == target.version and target in net:
             return False
     return True
+
+
+def sources(address):
+    """``(iptables-save binaries, nft family)`` that hold kube-proxy's rules for ``address``'s family."""
+    try:
+        version = ipaddress.ip_address(u'%s' % address).version
+    except ValueError:
+        version = 4
+    return (SAVE6_TOOLS, 'ip6') if version == 6 else (SAVE_TOOLS, 'ip')
 
 
 def trim(text):

@@ -76,8 +76,12 @@ options:
         local or remote pod block holds it), kube-proxy's rules are read too (C(iptables-save), else
         C(iptables-nft-save) or C(iptables-legacy-save)) and returned as RV(service_rules), so that the
         controller finds the Service behind it. A pod address costs nothing more.
+      - kube-proxy keeps one ruleset per IP family. For an IPv6 address the IPv6 one is read instead
+        (C(ip6tables-save), else C(ip6tables-nft-save) or C(ip6tables-legacy-save)); an IPv4 address reads
+        only the IPv4 tools.
       - On a node with kube-proxy's IPVS device C(kube-ipvs0), C(ipvsadm -Ln) is read too; without
-        kube-proxy's iptables chains, C(nft list table ip kube-proxy) (its nftables mode).
+        kube-proxy's iptables chains, C(nft list table ip kube-proxy) (its nftables mode), C(nft list table
+        ip6 kube-proxy) for an IPv6 address.
     type: str
     version_added: 0.2.0
 notes:
@@ -226,12 +230,13 @@ node_ips:
   sample: [10.240.0.9]
 service_rules:
   description:
-    - kube-proxy's rules when O(services_for) is not a pod address, null otherwise or when no
-      iptables-save shows a C(KUBE-SERVICES) chain. C(source) names the tool, C(text) holds the
-      table headers, the C(KUBE-*) chains and the jumps into them as iptables-save prints them.
+    - kube-proxy's rules of O(services_for)'s IP family when it is not a pod address, null otherwise or
+      when no iptables-save (ip6tables-save for an IPv6 address) shows a C(KUBE-SERVICES) chain. C(source)
+      names the tool, C(text) holds the table headers, the C(KUBE-*) chains and the jumps into them as
+      the tool prints them.
     - C(ipvs) holds C(ipvsadm -Ln) when the node has kube-proxy's IPVS device C(kube-ipvs0).
-    - C(nft) holds C(nft list table ip kube-proxy) (kube-proxy's nftables mode) when no iptables-save
-      shows kube-proxy's chains.
+    - C(nft) holds C(nft list table ip kube-proxy) (C(ip6 kube-proxy) for an IPv6 address; kube-proxy's
+      nftables mode) when no iptables-save shows kube-proxy's chains.
   returned: always
   type: dict
   sample: {source: iptables-save, text: "*nat\n:KUBE-SERVICES - [0:0]\n..."}
@@ -339,11 +344,13 @@ def read_route_gets(runner, addresses):
     return dict((a, read_route_get(runner, a)) for a in addresses)
 
 
-def read_service_rules(module, links):
-    """kube-proxy's rules from the first iptables-save that shows them, plus IPVS's virtual servers
-    (``ipvsadm -Ln``) when the node has kube-proxy's ``kube-ipvs0`` device; None when neither is there."""
+def read_service_rules(module, links, address=None):
+    """kube-proxy's rules of ``address``'s family from the first iptables-save (ip6tables-save for IPv6)
+    that shows them, plus IPVS's virtual servers (``ipvsadm -Ln``) when the node has kube-proxy's
+    ``kube-ipvs0`` device; None when neither is there."""
     found = None
-    for tool in sr.SAVE_TOOLS:
+    tools, family = sr.sources(address)
+    for tool in tools:
         binary = module.get_bin_path(tool)
         if not binary:
             continue
@@ -354,7 +361,7 @@ def read_service_rules(module, links):
     nft = module.get_bin_path('nft') if found is None else None
     if nft:
         # kube-proxy's nftables mode keeps its own table (no KUBE-SERVICES chain in iptables then)
-        rc, out, dummy = module.run_command([nft, 'list', 'table', 'ip', sr.NFT_TABLE], environ_update=LC_ENV)
+        rc, out, dummy = module.run_command([nft, 'list', 'table', family, sr.NFT_TABLE], environ_update=LC_ENV)
         if rc == 0 and out.strip():
             found = {'source': 'nft', 'text': '', 'nft': out}
     ipvsadm = module.get_bin_path('ipvsadm') if any(link.get('ifname') == sr.IPVS_DEVICE for link in links) else None
@@ -432,7 +439,7 @@ def collect(runner, ip=None, services_for=None):
     ni.add_same_link(result['peers'], neigh)
     result.update(routes=routes, links=links, addresses=addresses, source='json' if runner.json_ok else 'text',
                   route_get=read_route_get(runner, ip) if ip else None, notes=notes)
-    result['service_rules'] = read_service_rules(runner.module, links) if services_for and sr.needs_rules(result, services_for) else None
+    result['service_rules'] = read_service_rules(runner.module, links, services_for) if services_for and sr.needs_rules(result, services_for) else None
     return result
 
 
