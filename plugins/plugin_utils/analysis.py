@@ -687,10 +687,12 @@ def service_verdict(service, an):
     reject-chain) answers on the source node (plan ``service``)."""
     head = service_text.unserved(service)
     node, who = service.get("dnat_on"), service_text.refuser(service)
-    answered = [err for cs in an.caps if cs.node == node for (_h, _ts, err, about) in cs.icmp if about == 0 and err.type == 3]
+    # destination unreachable: ICMP type 3, ICMPv6 type 1 (ip6tables' icmp6-port-unreachable, nft's reject)
+    answered = [err for cs in an.caps if cs.node == node for (_h, _ts, err, about) in cs.icmp
+                if about == 0 and err.type == (1 if len(err.sender) == 16 else 3)]
     rst = any(cs.flags[1][i] for cs in an.caps if cs.node == node for i in RST_BITS)
     if answered or rst:
-        how = "ICMP port unreachable" if answered else "a TCP RST"
+        how = ("ICMPv6 port unreachable" if len(answered[0].sender) == 16 else "ICMP port unreachable") if answered else "a TCP RST"
         return "%s: %s on %s answered (%s)" % (head, who, node, how)
     if not any(cs.count[0] for cs in an.caps):
         return "%s (%s on %s); the request was not seen" % (head, who, node)
@@ -765,7 +767,7 @@ def _analyze_candidates(plan, captures, vxlan_ports, repeat):
     backends = [(p["service"]["backend"]["ip"], int(p["service"]["backend"]["port"])) for p in plans]
 
     def others(index):
-        return ", ".join("%s:%s" % b for i, b in enumerate(backends) if i != index)
+        return ", ".join(service_text.hostport(*b) for i, b in enumerate(backends) if i != index)
 
     picked = best if scores[best] and scores.count(scores[best]) == 1 else None
     captured = "its hops saw the flow after the DNAT, those of %s did not" % others(best)
@@ -838,8 +840,9 @@ def analyze(plan, captures, vxlan_ports=None, repeat=None):
     elif service and not healthy:
         # the DNAT happened (the hops after it carry the backend's address): say to which backend
         backend = service["backend"]
-        text = "%s:%s was DNATed by kube-proxy on %s to %s:%s%s%s; %s" % (
-            service["address"], service["port"], service.get("dnat_on"), backend["ip"], backend["port"],
+        text = "%s was DNATed by kube-proxy on %s to %s%s%s; %s" % (
+            service_text.hostport(service["address"], service["port"]), service.get("dnat_on"),
+            service_text.hostport(backend["ip"], backend["port"]),
             " on %s" % backend["node"] if backend.get("node") else "", _masqueraded(service, rows), text)
     directions = {}
     for d, name in enumerate(DIRECTIONS):

@@ -21,6 +21,7 @@ from ansible_collections.hoptrace.k8s.plugins.module_utils._wireguard import pee
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import AddressError, ip_address
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import same_ip as _same
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.plan import _route, bridge_of, link_kind, node_workloads
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.service_text import hostport
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.services import ServiceError, service_of
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.routes import DEAD_TYPES, RouteError, as_routes, route_egress, route_network
 
@@ -361,21 +362,22 @@ def _nodeport_place(entry_name, entry, service, node_host, place, addresses, res
     if len(service["endpoints"]) != 1:
         count = "%d endpoints" % len(service["endpoints"]) if service["endpoints"] else "no endpoints"
         raise PathError(
-            "NodePort %s:%s (%s) has %s; tracing a NodePort follows one endpoint on the node addressed: trace the "
-            "endpoint itself with -e dst=IP -e port=PORT" % (service["address"], service["port"], service["service"], count))
+            "NodePort %s (%s) has %s; tracing a NodePort follows one endpoint on the node addressed: trace the "
+            "endpoint itself with -e dst=IP -e port=PORT" % (hostport(service["address"], service["port"]), service["service"], count))
     endpoint = service["endpoints"][0]
     backend = _endpoint_place(entry_name, entry, service, endpoint, addresses, resolve)
     if backend["host"] != node_host:
         raise PathError(
-            "NodePort %s:%s (%s) DNATs on %s to %s:%s on %s; a NodePort whose endpoint is on another node than the "
+            "NodePort %s (%s) DNATs on %s to %s on %s; a NodePort whose endpoint is on another node than the "
             "one addressed is not traced yet: trace from that node's pods, or the endpoint itself"
-            % (service["address"], service["port"], service["service"], node_host, endpoint["ip"], endpoint["port"], backend["host"]))
+            % (hostport(service["address"], service["port"]), service["service"], node_host, hostport(endpoint["ip"], endpoint["port"]),
+               backend["host"]))
     service["backend"] = dict(endpoint)
     service["dnat_on"] = node_host
     service["chosen_by"] = "the Service's only endpoint"
     place = dict(place, how="nodeport", host=node_host, node_ip=service["address"],
-                 found_by="the NodePort's node %s (%s); backend %s:%s there (%s)" % (
-                     node_host, service["address"], endpoint["ip"], endpoint["port"], backend["found_by"]))
+                 found_by="the NodePort's node %s (%s); backend %s there (%s)" % (
+                     node_host, service["address"], hostport(endpoint["ip"], endpoint["port"]), backend["found_by"]))
     return place
 
 
@@ -384,9 +386,9 @@ def _endpoint_place(entry_name, entry, service, endpoint, addresses, resolve):
     place = locate(entry_name, entry, endpoint["ip"])
     if place["how"] in ("external", "unrouted"):
         raise PathError(
-            "Service %s (%s:%s) DNATs to %s:%s, which %s's routes do not place on a node (%s): the endpoint is "
-            "outside the pod network" % (service["service"], service["address"], service["port"], endpoint["ip"],
-                                         endpoint["port"], entry_name, place["evidence"]))
+            "Service %s (%s) DNATs to %s, which %s's routes do not place on a node (%s): the endpoint is "
+            "outside the pod network" % (service["service"], hostport(service["address"], service["port"]),
+                                         hostport(endpoint["ip"], endpoint["port"]), entry_name, place["evidence"]))
     place["host"], place["found_by"] = _host_for("endpoint", place, entry_name, addresses, resolve)
     endpoint["host"] = place["host"]
     return place
@@ -468,19 +470,19 @@ def describe(path):
         if what == "dst" and path.get("service"):
             svc = path["service"]
             if svc["kind"] == "nodeport":
-                ends = "NodePort of %s, backend %s:%s there" % (place["host"], svc["backend"]["ip"], svc["backend"]["port"])
+                ends = "NodePort of %s, backend %s there" % (place["host"], hostport(svc["backend"]["ip"], svc["backend"]["port"]))
             elif svc["backend"]:
-                ends = "backend %s:%s on %s (%s)" % (svc["backend"]["ip"], svc["backend"]["port"], place["host"], place["found_by"])
+                ends = "backend %s on %s (%s)" % (hostport(svc["backend"]["ip"], svc["backend"]["port"]), place["host"], place["found_by"])
             elif svc["endpoints"]:
-                ends = "endpoints %s" % ", ".join("%s:%s on %s" % (e["ip"], e["port"], e.get("host")) for e in svc["endpoints"])
+                ends = "endpoints %s" % ", ".join("%s on %s" % (hostport(e["ip"], e["port"]), e.get("host")) for e in svc["endpoints"])
             elif svc["service"] is None:        # nft's cluster-ips-check: an address and port no Service has
-                lines.append("dst %s:%s: no Service in %s's kube-proxy rules (%s), refused by %s" % (
-                    svc["address"], svc["port"], path["entry"], svc["mode"], svc["rejected"]))
+                lines.append("dst %s: no Service in %s's kube-proxy rules (%s), refused by %s" % (
+                    hostport(svc["address"], svc["port"]), path["entry"], svc["mode"], svc["rejected"]))
                 continue
             else:
                 ends = "no endpoints"
-            lines.append("dst %s:%s: Service %s in %s's kube-proxy rules (%s), %s" % (
-                svc["address"], svc["port"], svc["service"], path["entry"], svc["mode"], ends))
+            lines.append("dst %s: Service %s in %s's kube-proxy rules (%s), %s" % (
+                hostport(svc["address"], svc["port"]), svc["service"], path["entry"], svc["mode"], ends))
         elif place["host"] is None:
             lines.append("%s %s: outside the cluster (%s's route %s)" % (what, place["address"], path["entry"], place["evidence"]))
         else:

@@ -26,7 +26,8 @@ from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import AddressEr
 _CHAIN = re.compile(r"^\s*chain\s+(\S+)\s*\{\s*$")
 _BLOCK = re.compile(r"^\s*(map|set)\s+(\S+)\s*\{\s*$")
 _GOTO = re.compile(r"goto\s+(\S+?)(?=[,}\s]|$)")
-_DNAT = re.compile(r"\bdnat\s+(?:ip\s+)?to\s+\[?([0-9a-fA-F.:]+?)\]?:(\d+)\b")
+# ``dnat to 10.0.0.5:80`` (table ip), ``dnat to [fd00::5]:80`` (table ip6), ``dnat ip|ip6 to ...`` (as an inet table lists it)
+_DNAT = re.compile(r"\bdnat\s+(?:ip6?\s+)?to\s+(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d+)\b")
 _SADDR = re.compile(r"\bip6?\s+saddr\s+(!=\s+)?(\S+)\s+jump\s+mark-for-masquerade")
 # a rule's counter (``nft list`` prints its values; kube-proxy writes none, a node's admin may add some)
 _COUNTER = re.compile(r"\s*\bcounter\s+packets\s+\d+\s+bytes\s+\d+")
@@ -96,7 +97,7 @@ def _name(chain):
 
 def _in(address, cidr):
     try:
-        return ip_address(address) in ip_network(cidr if "/" in cidr else cidr + "/32")
+        return ip_address(address) in ip_network(cidr if "/" in cidr else cidr + ("/128" if ":" in cidr else "/32"))
     except (AddressError, ValueError):
         return False
 
@@ -135,8 +136,9 @@ def _walk(tables, chain, src, out, depth=0):
             for target in endpoints:
                 dnat = next((_DNAT.search(r) for r in tables["chains"].get(target) or [] if _DNAT.search(r)), None)
                 if dnat:
-                    out["endpoints"].append({"ip": dnat.group(1), "port": int(dnat.group(2)), "chain": target,
-                                             "chance": round(1.0 / len(endpoints), 6), "hairpin": src == dnat.group(1)})
+                    ip = dnat.group(1) or dnat.group(2)
+                    out["endpoints"].append({"ip": ip, "port": int(dnat.group(3)), "chain": target,
+                                             "chance": round(1.0 / len(endpoints), 6), "hairpin": src == ip})
                     out["chains"].append(target)
             continue
         for target in targets:
@@ -168,7 +170,11 @@ def translate(text, dst, port, proto="tcp", src=None, local=False):
     """What kube-proxy's nftables table does with ``src -> dst:port``, as kubeproxy.translate() answers, or None."""
     tables = parse_table(text) if isinstance(text, str) else text
     proto = (proto or "tcp").lower()
-    key = [str(dst), proto, str(port)]
+    try:
+        dst = str(ip_address(dst))         # nft lists IPv6 addresses compressed (fd00:10:96::14)
+    except (AddressError, ValueError):
+        dst = str(dst)
+    key = [dst, proto, str(port)]
     target, _comment = _lookup(tables["maps"].get("service-ips") or [], key)
     kind = "clusterip"
     if target is None and local:

@@ -23,6 +23,8 @@ import os
 import textwrap
 from urllib.parse import quote
 
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils import service_text
+
 DIRECTIONS = ("request", "response")
 # status -> (fill, stroke, text shown on the hop)
 STATUS_STYLE = {
@@ -418,12 +420,12 @@ def title(report):
     run = report.get("run") or {}
     dst = run.get("dst") or "?"
     if run.get("port") and (run.get("proto") or "tcp") != "icmp":
-        dst = "%s:%s" % (dst, run["port"])
+        dst = service_text.hostport(dst, run["port"])
     service = report.get("service") or {}
     if service.get("backend"):
         # the hops go to the backend; the user asked for the Service
         backend = service["backend"]
-        dst = "%s:%s -> %s:%s" % (service["address"], service["port"], backend["ip"], backend["port"])
+        dst = "%s -> %s" % (service_text.hostport(service["address"], service["port"]), service_text.hostport(backend["ip"], backend["port"]))
     nodes = report.get("src_node") or "?"
     if report.get("dst_node") and report.get("dst_node") != report.get("src_node"):
         nodes += " -> %s" % report["dst_node"]

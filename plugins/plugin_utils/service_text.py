@@ -13,6 +13,11 @@ import re
 _NFT_REJECTED = re.compile(r":\s*(?:goto\s+(\S+)|(drop))\s*\(map\s+([^)\s]+)\)\s*$")
 
 
+def hostport(ip, port):
+    """``IP:PORT``, the IPv6 address in brackets (``[fd00:10:96::14]:443``) as kube-proxy and curl write it."""
+    return "[%s]:%s" % (ip, port) if ":" in str(ip) else "%s:%s" % (ip, port)
+
+
 def refuser(svc):
     """What refuses a Service without endpoints, in words: ``kube-proxy's REJECT rule`` (iptables mode),
     ``kube-proxy's nft map no-endpoint-services -> reject-chain`` (nftables mode: the map and its element's
@@ -45,12 +50,12 @@ def unserved(svc):
         if _dropped(svc):
             return "%s is in the Service range but no Service's ClusterIP" % svc["address"]
         return "%s is a ClusterIP but port %s is none of its Service's ports" % (svc["address"], svc["port"])
-    return "Service %s (%s:%s) has no endpoints" % (svc.get("name") or svc.get("port_name"), svc["address"], svc["port"])
+    return "Service %s (%s) has no endpoints" % (svc.get("name") or svc.get("port_name"), hostport(svc["address"], svc["port"]))
 
 
 def describe(svc):
     """``Service 10.96.10.20:443 (ns/svc) -> backend 172.17.25.239:443 (pod ns/name on node-b), chosen by kube-proxy's DNAT on node-a``."""
-    head = "%s %s:%s" % ("NodePort" if svc.get("kind") == "nodeport" else "Service", svc["address"], svc["port"])
+    head = "%s %s" % ("NodePort" if svc.get("kind") == "nodeport" else "Service", hostport(svc["address"], svc["port"]))
     requested = svc.get("requested")
     if requested:
         # dst was the Service's name (svc/namespace/name), resolved to this address by the Kubernetes API
@@ -75,8 +80,8 @@ def describe(svc):
         masquerading = " (masquerading the source to %s)" % svc["snat_to"]
     elif svc.get("masquerade") and svc.get("kind") == "nodeport":
         masquerading = " (masquerading the source)"
-    text = "%s -> backend %s:%s%s, chosen by kube-proxy's DNAT on %s%s" % (
-        head, backend["ip"], backend["port"], " (%s)" % " ".join(where) if where else "", svc.get("dnat_on"), masquerading)
+    text = "%s -> backend %s%s, chosen by kube-proxy's DNAT on %s%s" % (
+        head, hostport(backend["ip"], backend["port"]), " (%s)" % " ".join(where) if where else "", svc.get("dnat_on"), masquerading)
     if len(svc.get("endpoints") or []) > 1:
         text += " (1 of %d endpoints; %s)" % (len(svc["endpoints"]), svc.get("chosen_by") or "?")
     return text

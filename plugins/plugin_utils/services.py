@@ -18,7 +18,7 @@ from __future__ import annotations
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import kubeproxy, kubeproxy_ipvs, kubeproxy_nft
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import plan as plan_
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.bpf import any_of, capture_filter
-from ansible_collections.hoptrace.k8s.plugins.plugin_utils.service_text import describe
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.service_text import describe, hostport
 
 
 class ServiceError(ValueError):
@@ -26,7 +26,7 @@ class ServiceError(ValueError):
 
 
 def _text(service):
-    return "Service %s (%s:%s)" % (service["service"] or service["port_name"] or "?", service["address"], service["port"])
+    return "Service %s (%s)" % (service["service"] or service["port_name"] or "?", hostport(service["address"], service["port"]))
 
 
 MAX_ENDPOINTS = 4
@@ -61,7 +61,7 @@ def service_of(entry_name, entry, flow, local=False):
         raise ServiceError(
             "%s has %d endpoints (%s, ...); kube-proxy's DNAT on the source node picks one at random per connection "
             "and a trace captures on the nodes of at most %d candidates: trace an endpoint with -e dst=IP -e port=PORT"
-            % (_text(found), len(endpoints), ", ".join("%s:%s" % (e["ip"], e["port"]) for e in endpoints[:MAX_ENDPOINTS]),
+            % (_text(found), len(endpoints), ", ".join(hostport(e["ip"], e["port"]) for e in endpoints[:MAX_ENDPOINTS]),
                MAX_ENDPOINTS)
         )
     if len(endpoints) == 1:
@@ -128,7 +128,7 @@ def public(service, plan=None):
     out = {
         "name": service.get("service"), "port_name": service.get("port_name"), "kind": service.get("kind"),
         "address": service.get("address"), "port": service.get("port"), "mode": service.get("mode"),
-        "read_on": service.get("read_on"), "endpoints": ["%s:%s" % (e["ip"], e["port"]) for e in service.get("endpoints") or []],
+        "read_on": service.get("read_on"), "endpoints": [hostport(e["ip"], e["port"]) for e in service.get("endpoints") or []],
         "masquerade": bool(service.get("masquerade")), "rejected": service.get("rejected"),
         "dnat_on": service.get("dnat_on") or (plan or {}).get("src_node") or service.get("read_on"), "backend": None,
         "chosen_by": service.get("chosen_by"),
