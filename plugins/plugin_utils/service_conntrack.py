@@ -118,7 +118,8 @@ def judge(service, reading, flow, picked=None, captured=None):
         out["snat_to"] = snat[0]
         out["notes"].append("the connection was masqueraded on %s: the backend answers %s, not %s (conntrack)" % (
             node, endpoint(*snat), endpoint(orig.get("src"), orig.get("sport"))))
-    named = any(e.rsplit(":", 1) == [str(backend[0]), str(backend[1])] for e in service.get("endpoints") or [])
+    # the report's endpoints are written IP:PORT, [IPv6]:PORT
+    named = endpoint(*backend) in (service.get("endpoints") or [])
     if not several:
         only = service.get("backend") or {}
         if (only.get("ip"), only.get("port")) != backend:

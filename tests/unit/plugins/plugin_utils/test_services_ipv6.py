@@ -189,3 +189,21 @@ def test_no_endpoints_verdict_names_the_icmpv6_port_unreachable(tmp_path):
     assert report["verdict"] == ("Service default/empty ([fd00:10:96::28]:443) has no endpoints: kube-proxy's REJECT rule "
                                  "on node-a answered (ICMPv6 port unreachable)")
     assert report["healthy"] is False
+
+
+def test_conntrack_names_the_ipv6_backend_among_the_reports_endpoints():
+    from ansible_collections.hoptrace.k8s.plugins.module_utils import _conntrack as ct
+    from ansible_collections.hoptrace.k8s.plugins.plugin_utils import service_conntrack as sc
+    svc = {"address": WEB6, "port": 443, "dnat_on": "node-a", "read_on": "node-a", "backend": None,
+           "endpoints": ["[fd00:10:244::42]:443", "[fd00:10:244::81]:443"]}
+    # node-a's entry of the lab's probe (conntrack -L -f ipv6): DNATed to node-a's own pod, not masqueraded
+    entry = {"family": "ipv6", "proto": "tcp", "timeout": 119, "state": "TIME_WAIT", "flags": ["ASSURED"], "mark": 0, "zone": None,
+             "orig": {"src": SRC6, "dst": WEB6, "sport": 39823, "dport": 443},
+             "reply": {"src": "fd00:10:244::42", "dst": SRC6, "sport": 443, "dport": 39823}}
+    captured = "its hops saw the flow after the DNAT, those of [fd00:10:244::81]:443 did not"
+    got = sc.judge(svc, dict(ct.bounded([entry], "conntrack -L -f ipv6 ...")), {"src": SRC6, "proto": "tcp"},
+                   picked=("fd00:10:244::42", 443), captured=captured)
+    assert got["backend"] == ("fd00:10:244::42", 443)
+    assert got["chosen_by"] == ("conntrack on node-a: [fd00:10:244::4f]:39823 -> [fd00:10:96::1e]:443 was DNATed to "
+                                "[fd00:10:244::42]:443; the captures agree: " + captured)
+    assert got["notes"] == []
