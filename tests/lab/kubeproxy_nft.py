@@ -28,8 +28,12 @@ source:
     mark-for-masquerade: meta mark set meta mark | 0x4000
     masquerading: meta mark & 0x4000 == 0 return; meta mark set meta mark ^ 0x4000; masquerade fully-random }
 
-<HASH> is kube-proxy's: the first 8 characters of base32(sha256(the name after it)). Pure data except
-install()/remove().
+IPv6 (a lab up with --ipv6): kube-proxy's IPv6 proxier writes the same shapes in ``table ip6 kube-proxy``
+(ip6 daddr/saddr, ipv6_addr, ``dnat to [IP]:PORT``, ``ip6 daddr != ::1``), for the dual-stack Services'
+IPv6 ClusterIPs and endpoints (kubeproxy.services(ip6_of)); install() writes both tables.
+
+<HASH> is kube-proxy's: the first 8 characters of base32(sha256(the name after it)); an endpoint's name
+has its address with ``:`` as ``.`` (``__fd00.10.244..af/443``). Pure data except install()/remove().
 """
 import base64
 import hashlib
@@ -63,6 +67,7 @@ def external_chain(port_name, proto="tcp"):
 
 def endpoint_chain(port_name, endpoint, proto="tcp"):
     ip, _sep, port = endpoint.rpartition(":")
+    ip = ip.strip("[]")
     return "endpoint-" + _hashed("%s__%s/%s" % (_base(port_name, proto), ip.replace(":", "."), port))
 
 
@@ -93,66 +98,76 @@ BASE_CHAINS = (
 )
 
 
-def ruleset():
-    """``nft -f`` text: the whole ``table ip kube-proxy`` for the lab's Services (kubeproxy.services())."""
+def ruleset(family=4, ip6_of=None):
+    """``nft -f`` text: the whole ``table ip kube-proxy`` for the lab's Services (kubeproxy.services()), or
+    with ``family`` 6 ``table ip6 kube-proxy`` for their IPv6 ClusterIPs (endpoints: ``ip6_of``)."""
+    v6 = family == 6
+    fam, addr, lo = ("ip6", "ipv6_addr", "::1") if v6 else ("ip", "ipv4_addr", "127.0.0.0/8")
+    service_cidr = kubeproxy.SERVICE_CIDR6 if v6 else kubeproxy.SERVICE_CIDR
     service_ips, nodeports, no_endpoints, cluster_ips, chains = [], [], [], [], []
-    for s in kubeproxy.services():
-        spn, ip, port = s["port_name"], s["cluster_ip"], s["port"]
+    for s in kubeproxy.services(ip6_of):
+        spn, port = s["port_name"], s["port"]
+        ip, endpoints, _plen, pod_cidr, _reject = kubeproxy.family_of(s, family)
         cluster_ips.append(ip)
-        if not s["endpoints"]:
+        if not endpoints:
             no_endpoints.append('%s . tcp . %d comment "%s" : goto reject-chain' % (ip, port, spn))
             continue
         svc = service_chain(spn)
         service_ips.append("%s . tcp . %d : goto %s" % (ip, port, svc))
-        picks = ", ".join("%d : goto %s" % (i, endpoint_chain(spn, ep)) for i, ep in enumerate(s["endpoints"]))
-        chains.append(_chain(svc, ["ip daddr %s tcp dport %d ip saddr != %s jump mark-for-masquerade" % (ip, port, kubeproxy.POD_CIDR),
-                                   "numgen random mod %d vmap { %s }" % (len(s["endpoints"]), picks)]))
-        for ep in s["endpoints"]:
-            chains.append(_chain(endpoint_chain(spn, ep), ["ip saddr %s jump mark-for-masquerade" % ep.rpartition(":")[0],
+        picks = ", ".join("%d : goto %s" % (i, endpoint_chain(spn, ep)) for i, ep in enumerate(endpoints))
+        chains.append(_chain(svc, ["%s daddr %s tcp dport %d %s saddr != %s jump mark-for-masquerade" % (fam, ip, port, fam, pod_cidr),
+                                   "numgen random mod %d vmap { %s }" % (len(endpoints), picks)]))
+        for ep in endpoints:
+            chains.append(_chain(endpoint_chain(spn, ep), ["%s saddr %s jump mark-for-masquerade" % (fam, ep.rpartition(":")[0].strip("[]")),
                                                            "meta l4proto tcp dnat to %s" % ep]))
         if s["node_port"]:
             ext = external_chain(spn)
             nodeports.append("tcp . %d : goto %s" % (s["node_port"], ext))
             chains.append(_chain(ext, ["jump mark-for-masquerade", "goto %s" % svc]))
-    out = ["table ip %s {" % TABLE, '\tcomment "rules for kube-proxy"']
+    out = ["table %s %s {" % (fam, TABLE), '\tcomment "rules for kube-proxy"']
     # every chain a rule jumps to is declared before the base chains refer to it
     out.append(_chain("mark-for-masquerade", ["meta mark set meta mark | %s" % MASQ_MARK]))
     out.append(_chain("masquerading", ["meta mark & %s == 0 return" % MASQ_MARK, "meta mark set meta mark ^ %s" % MASQ_MARK,
                                        "masquerade fully-random"]))
-    out.append(_elements("cluster-ips", "set", "ipv4_addr", "Active ClusterIPs", cluster_ips))
+    out.append(_elements("cluster-ips", "set", addr, "Active ClusterIPs", cluster_ips))
     out.append(_chain("cluster-ips-check", [
-        'ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"',
-        'ip daddr { %s } drop comment "Drop traffic to unallocated ClusterIPs"' % kubeproxy.SERVICE_CIDR]))
-    out.append(_elements("no-endpoint-services", "map", "ipv4_addr . inet_proto . inet_service : verdict",
+        '%s daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"' % fam,
+        '%s daddr { %s } drop comment "Drop traffic to unallocated ClusterIPs"' % (fam, service_cidr)]))
+    out.append(_elements("no-endpoint-services", "map", addr + " . inet_proto . inet_service : verdict",
                          "vmap to drop or reject packets to services with no endpoints", no_endpoints))
     out.append(_elements("no-endpoint-nodeports", "map", "inet_proto . inet_service : verdict",
                          "vmap to drop or reject packets to service nodeports with no endpoints", []))
     out.append(_chain("reject-chain", ["reject"], head='comment "helper for @no-endpoint-services / @no-endpoint-nodeports"'))
-    out.append(_chain("service-endpoints-check", ["ip daddr . meta l4proto . th dport vmap @no-endpoint-services"]))
-    out.append(_chain("nodeport-endpoints-check", ["ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @no-endpoint-nodeports"]))
-    out.append(_elements("firewall-ips", "map", "ipv4_addr . inet_proto . inet_service : verdict",
+    out.append(_chain("service-endpoints-check", ["%s daddr . meta l4proto . th dport vmap @no-endpoint-services" % fam]))
+    out.append(_chain("nodeport-endpoints-check", ["%s daddr != %s meta l4proto . th dport vmap @no-endpoint-nodeports" % (fam, lo)]))
+    out.append(_elements("firewall-ips", "map", addr + " . inet_proto . inet_service : verdict",
                          "destinations that are subject to LoadBalancerSourceRanges", []))
-    out.append(_chain("firewall-check", ["ip daddr . meta l4proto . th dport vmap @firewall-ips"]))
+    out.append(_chain("firewall-check", ["%s daddr . meta l4proto . th dport vmap @firewall-ips" % fam]))
     out += chains
-    out.append(_elements("service-ips", "map", "ipv4_addr . inet_proto . inet_service : verdict",
+    out.append(_elements("service-ips", "map", addr + " . inet_proto . inet_service : verdict",
                          "ClusterIP, ExternalIP and LoadBalancer IP traffic", service_ips))
     out.append(_elements("service-nodeports", "map", "inet_proto . inet_service : verdict", "NodePort traffic", nodeports))
-    out.append(_chain("services", ["ip daddr . meta l4proto . th dport vmap @service-ips",
-                                   "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports"]))
+    out.append(_chain("services", ["%s daddr . meta l4proto . th dport vmap @service-ips" % fam,
+                                   "fib daddr type local %s daddr != %s meta l4proto . th dport vmap @service-nodeports" % (fam, lo)]))
     for name, typ, hook, prio, rules in BASE_CHAINS:
         out.append(_chain(name, rules, head="type %s hook %s priority %d; policy accept;" % (typ, hook, prio)))
     out.append("}")
     return "\n".join(out) + "\n"
 
 
-def install(netns):
-    """kube-proxy's nft table and the service-range route in one node's netns (no iptables chains)."""
+def install(netns, ip6_of=None):
+    """kube-proxy's nft table and the service-range route in one node's netns (no iptables chains); with
+    ``ip6_of`` (a dual-stack lab) its ``table ip6 kube-proxy`` and the IPv6 service range's route too."""
     remove(netns)
     kubeproxy._run(["ip", "netns", "exec", netns, "nft", "-f", "-"], data=ruleset())
     kubeproxy._run(["ip", "-n", netns, "route", "replace", kubeproxy.SERVICE_CIDR, "via", kubeproxy.GATEWAY, "dev", "eth0"])
+    if ip6_of:
+        kubeproxy._run(["ip", "netns", "exec", netns, "nft", "-f", "-"], data=ruleset(6, ip6_of))
+        kubeproxy._run(["ip", "-n", netns, "-6", "route", "replace", kubeproxy.SERVICE_CIDR6, "dev", "eth0"])
 
 
 def remove(netns):
-    """Undo install() (whatever part of it is there)."""
-    kubeproxy._run(["ip", "netns", "exec", netns, "nft", "delete", "table", "ip", TABLE], check=False)
-    kubeproxy._run(["ip", "-n", netns, "route", "del", kubeproxy.SERVICE_CIDR], check=False)
+    """Undo install() (whatever part of it is there, both families)."""
+    for family, cidr in (("ip", kubeproxy.SERVICE_CIDR), ("ip6", kubeproxy.SERVICE_CIDR6)):
+        kubeproxy._run(["ip", "netns", "exec", netns, "nft", "delete", "table", family, TABLE], check=False)
+        kubeproxy._run(["ip", "-n", netns, "route", "del", cidr], check=False)

@@ -17,7 +17,8 @@
   lab.py fault add pod-route-gone --node N --dst IP | rp-filter --node N --src IP --dst IP --iface TUNNEL
   lab.py fault del ID | fault list [--json] | fault clear
   lab.py services up|down|list [--proxy-mode iptables|nft]   kube-proxy-shaped Services on every node
-                                       (iptables: tests/lab/kubeproxy.py; nft: tests/lab/kubeproxy_nft.py)
+                                       (iptables: tests/lab/kubeproxy.py; nft: tests/lab/kubeproxy_nft.py;
+                                       dual-stack on a lab up with --ipv6: ip6tables / table ip6 kube-proxy too)
 
 Every command holds an exclusive flock on /run/hoptrace-lab.lock. Needs root.
 """
@@ -149,16 +150,18 @@ def main(argv=None):
                 state = cluster.load_state()
                 if not state:
                     raise RuntimeError("the lab is down")
+                # a dual-stack lab's Services are dual-stack: an IPv6 ruleset too, its endpoints the pods' IPv6 addresses
+                ip6_of = {p["ip"]: p["ip6"] for p in state["pods"] if p.get("ip6")} if state.get("ipv6") else None
                 for n in state["nodes"]:
                     if args.action == "up":
                         # one mode at a time, as on a real node: the other mode's rules go first
                         other, mine = (kubeproxy, kubeproxy_nft) if args.proxy_mode == "nft" else (kubeproxy_nft, kubeproxy)
                         other.remove(n["netns"])
-                        mine.install(n["netns"])
+                        mine.install(n["netns"], ip6_of)
                     elif args.action == "down":
                         kubeproxy_nft.remove(n["netns"])
                         kubeproxy.remove(n["netns"])
-                print(json.dumps(kubeproxy.services(), indent=1))
+                print(json.dumps(kubeproxy.services(ip6_of), indent=1))
             elif args.fcmd == "add":
                 f = faults.add(args.kind, args.node, iface=args.iface, direction=args.dir, src=args.src, dst=args.dst,
                                proto=args.proto, port=args.port, mtu=args.mtu, every=args.every)

@@ -39,3 +39,48 @@ def test_the_table_holds_the_lab_services():
            "1 : goto endpoint-3SRHVVVD-default/web/tcp/https__172.17.25.193/443 }" in text
     # no iptables kube-proxy chain in this mode
     assert "KUBE-" not in text
+
+
+KNFT6 = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "unit", "fixtures", "services",
+                          "knftables-ip6-kube-proxy-nft-list.txt")).read()
+IP6_OF = {"172.17.25.239": "fd00:10:244::af", "172.17.25.66": "fd00:10:244::42", "172.17.25.193": "fd00:10:244::81"}
+
+
+def test_ipv6_endpoint_names_hash_as_kube_proxys():
+    # kube-proxy's IPv6 dump (knftables fake_test.go): the endpoint's address with ':' as '.', no brackets
+    names = [kubeproxy_nft.service_chain("ns1/svc1:p80"), kubeproxy_nft.endpoint_chain("ns1/svc1:p80", "[fd00:10:180::1]:80"),
+             kubeproxy_nft.endpoint_chain("ns1/svc1:p80", "[fd00:10:180::2:1]:80"), kubeproxy_nft.external_chain("ns1/svc1:p80")]
+    assert names == ["service-ULMVA6XW-ns1/svc1/tcp/p80", "endpoint-ZVRFLKHO-ns1/svc1/tcp/p80__fd00.10.180..1/80",
+                     "endpoint-2CRNCTTE-ns1/svc1/tcp/p80__fd00.10.180..2.1/80", "external-ULMVA6XW-ns1/svc1/tcp/p80"]
+    for name in names:
+        assert "chain %s {" % name in KNFT6
+
+
+def test_the_ip6_table_holds_the_dual_stack_services():
+    text = kubeproxy_nft.ruleset(6, IP6_OF)
+    assert text.startswith('table ip6 kube-proxy {\n\tcomment "rules for kube-proxy"\n')
+    assert "fd00:10:96::14 . tcp . 443 : goto service-WF3IK77V-openshift-ingress/router-internal-default/tcp/https" in text
+    assert "\t\tip6 daddr fd00:10:96::14 tcp dport 443 ip6 saddr != fd00:10:244::/48 jump mark-for-masquerade\n" in text
+    assert "\t\tmeta l4proto tcp dnat to [fd00:10:244::af]:443\n" in text
+    assert 'fd00:10:96::28 . tcp . 443 comment "default/empty:https" : goto reject-chain' in text
+    assert 'ip6 daddr { fd00:10:96::/112 } drop' in text and "ip6 daddr != ::1 meta l4proto" in text
+    assert " ip daddr" not in text and "ipv4_addr" not in text and "10.96." not in text
+    # the IPv4 table is unchanged by a dual-stack lab
+    assert kubeproxy_nft.ruleset() == kubeproxy_nft.ruleset(4, IP6_OF)
+
+
+def test_the_ip6tables_ruleset_of_the_dual_stack_services():
+    text, chains = kubeproxy.rules(6, IP6_OF)
+    lines = text.splitlines()
+    assert ("-A KUBE-SERVICES -d fd00:10:96::14/128 -p tcp -m comment --comment \"openshift-ingress/router-internal-default:https "
+            "cluster IP\" -m tcp --dport 443 -j KUBE-SVC-PIUKAOOLWSYDMVAC") in lines
+    # kube-proxy hashes the endpoint as it prints it, [IPv6]:PORT
+    assert kubeproxy.sep_chain("openshift-ingress/router-internal-default:https", "[fd00:10:244::af]:443") == "KUBE-SEP-BM6BBDMQJ2VFHN2F"
+    assert ("-A KUBE-SEP-BM6BBDMQJ2VFHN2F -p tcp -m comment --comment \"openshift-ingress/router-internal-default:https\" -m tcp "
+            "-j DNAT --to-destination [fd00:10:244::af]:443") in lines
+    assert "-A KUBE-SEP-BM6BBDMQJ2VFHN2F -s fd00:10:244::af/128 -m comment --comment \"openshift-ingress/router-internal-default:https\" " \
+           "-j KUBE-MARK-MASQ" in lines
+    assert ("-A KUBE-SERVICES -d fd00:10:96::28/128 -p tcp -m comment --comment \"default/empty:https has no endpoints\" -m tcp "
+            "--dport 443 -j REJECT --reject-with icmp6-port-unreachable") in lines
+    assert "10.96." not in text and "172.17." not in text
+    assert kubeproxy.rules() == kubeproxy.rules(4, IP6_OF)
