@@ -687,12 +687,13 @@ def service_verdict(service, an):
     reject-chain) answers on the source node (plan ``service``)."""
     head = service_text.unserved(service)
     node, who = service.get("dnat_on"), service_text.refuser(service)
-    # destination unreachable: ICMP type 3, ICMPv6 type 1 (ip6tables' icmp6-port-unreachable, nft's reject)
+    # destination unreachable: ICMP type 3, ICMPv6 type 1 (ip6tables' icmp6-port-unreachable, nft's reject);
+    # the sender is an int for IPv4, 16 bytes for IPv6 (decode.ip_text)
     answered = [err for cs in an.caps if cs.node == node for (_h, _ts, err, about) in cs.icmp
-                if about == 0 and err.type == (1 if len(err.sender) == 16 else 3)]
+                if about == 0 and err.type == (3 if isinstance(err.sender, int) else 1)]
     rst = any(cs.flags[1][i] for cs in an.caps if cs.node == node for i in RST_BITS)
     if answered or rst:
-        how = ("ICMPv6 port unreachable" if len(answered[0].sender) == 16 else "ICMP port unreachable") if answered else "a TCP RST"
+        how = ("ICMP port unreachable" if isinstance(answered[0].sender, int) else "ICMPv6 port unreachable") if answered else "a TCP RST"
         return "%s: %s on %s answered (%s)" % (head, who, node, how)
     if not any(cs.count[0] for cs in an.caps):
         return "%s (%s on %s); the request was not seen" % (head, who, node)

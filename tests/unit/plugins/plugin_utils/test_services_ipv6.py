@@ -207,3 +207,23 @@ def test_conntrack_names_the_ipv6_backend_among_the_reports_endpoints():
     assert got["chosen_by"] == ("conntrack on node-a: [fd00:10:244::4f]:39823 -> [fd00:10:96::1e]:443 was DNATed to "
                                 "[fd00:10:244::42]:443; the captures agree: " + captured)
     assert got["notes"] == []
+
+
+def test_no_endpoints_verdict_of_ipv4_still_names_the_icmp_port_unreachable(tmp_path):
+    # the same verdict for kube-proxy's IPv4 REJECT (icmp-port-unreachable: type 3, code 3)
+    from test_services import LAB as LAB4
+    from test_services import SRC as SRC4
+    nodes = lab("vxlan")
+    nodes["node-a"] = dict(nodes["node-a"], service_rules={"source": "iptables-save", "text": sr.trim(LAB4)})
+    flow = {"src": "172.17.25.79", "dst": "10.96.10.40", "proto": "tcp", "port": 443}
+    path = trace_path("node-a", nodes["node-a"], flow, LAB_INVENTORY)
+    plan = trace_plan({"node-a": nodes["node-a"]}, flow=flow, service=path["service"])
+    syn = _synth.ipv4(SRC4, "10.96.10.40", 6, _synth.tcp(38362, 443, 777, 0, 0x02), 1)
+    reject = _synth.ipv4("10.96.10.40", SRC4, 1, struct.pack("!BBHI", 3, 3, 0, 0) + syn[:28], 2)
+    pcap = str(tmp_path / "veth.pcap")
+    _synth.write_pcap(pcap, [(_synth.BASE_NS, _synth.eth(syn)), (_synth.BASE_NS + 40000, _synth.eth(reject))], 1)
+    cap = plan["captures"][0]
+    report = analysis.analyze(plan, [{"key": cap["key"], "node": "node-a", "interface": cap["interface"], "file": pcap,
+                                      "captured": 2, "received": 2, "dropped": 0, "status": "ok", "error": None}])
+    assert report["verdict"] == ("Service default/empty (10.96.10.40:443) has no endpoints: kube-proxy's REJECT rule "
+                                 "on node-a answered (ICMP port unreachable)")
