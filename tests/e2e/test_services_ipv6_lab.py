@@ -145,3 +145,18 @@ def test_nft_ipv6_service_without_endpoints_is_the_reject_chain(lab6, tmp_path):
         "on node-a answered (ICMPv6 port unreachable)")
     assert report["service"]["rejected"] == (
         'fd00:10:96::28 . tcp . 443 comment "default/empty:https" : goto reject-chain (map no-endpoint-services)')
+
+
+def test_a_dual_stack_service_by_name_from_an_ipv6_pod_is_its_ipv6_clusterip(lab6, tmp_path, standin_kubectl):
+    # the stand-in kubectl serves the lab's Services dual-stack (clusterIPs: [10.96.10.20, fd00:10:96::14]);
+    # the IPv6 source picks the IPv6 ClusterIP
+    services("iptables")
+    env, state = standin_kubectl
+    rc, out, report = trace(tmp_path, "-e", "src=%s" % SRC6, "-e", "dst=svc/openshift-ingress/router-internal-default", env=env)
+    assert rc == 0, out[-3000:]
+    assert hop_rows(report) == _rows(VXLAN6)
+    svc = report["service"]
+    assert (svc["address"], svc["port"], svc["backend"]["ip"], svc["backend"]["node"]) == (SEED_SVC6, 443, BACKEND6, "node-b")
+    assert svc["requested"] == {"name": "svc/openshift-ingress/router-internal-default", "port_name": "https", "via": "kubectl"}
+    assert svc["line"].startswith("Service [fd00:10:96::14]:443 (openshift-ingress/router-internal-default, by name through "
+                                  "kubectl) -> backend [fd00:10:244::af]:443 (")

@@ -22,7 +22,8 @@ from .lab/pods.json ($HOPTRACE_STANDIN_LAB overrides the .lab directory).
     get pod NAME | get pods [--field-selector=...] [--selector=...] [-A] --output=json
     get service NAME | get services [--field-selector=metadata.name=...] [-A] --output=json
         the lab's kube-proxy Services (tests/lab/kubeproxy.py's data) as Service objects, plus
-        fixture_services.json in the state directory (e.g. a headless or an ExternalName Service)
+        fixture_services.json in the state directory (e.g. a headless or an ExternalName Service);
+        dual-stack (both ClusterIPs) on a lab up with --ipv6
     label pod NAME --namespace=NS [--overwrite] k=v...
     wait --for=condition=Ready pod/NAME --namespace=NS --timeout=Ns
     exec -i POD --namespace=NS -- nsenter -t 1 -m -u -i -n -p -- /bin/sh -c CMD
@@ -245,9 +246,19 @@ def cmd_debug(args):
         sys.stderr.write("Creating debugging pod %s with container debugger on node %s.\n" % (name, node))
 
 
+def _dual_stack():
+    try:
+        with open(os.path.join(LAB, "state.json")) as handle:
+            return bool(json.load(handle).get("ipv6"))
+    except (OSError, ValueError):
+        return False
+
+
 def lab_services():
-    """The lab's Services as the API shows them (kubectl get svc -o json of a kube-proxy cluster)."""
+    """The lab's Services as the API shows them (kubectl get svc -o json of a kube-proxy cluster); on a
+    dual-stack lab (up --ipv6) PreferDualStack ones with both ClusterIPs, as `services up` writes them."""
     import kubeproxy        # tests/lab, next to this script
+    dual = _dual_stack()
     out = []
     for svc in kubeproxy.services():
         namespace, name = svc["name"].split("/")
@@ -257,8 +268,10 @@ def lab_services():
             port["nodePort"] = svc["node_port"]
         out.append({"apiVersion": "v1", "kind": "Service",
                     "metadata": {"name": name, "namespace": namespace, "labels": {}},
-                    "spec": {"clusterIP": svc["cluster_ip"], "clusterIPs": [svc["cluster_ip"]], "internalTrafficPolicy": "Cluster",
-                             "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "ports": [port],
+                    "spec": {"clusterIP": svc["cluster_ip"],
+                             "clusterIPs": [svc["cluster_ip"]] + ([kubeproxy.cluster_ip6(svc["cluster_ip"])] if dual else []),
+                             "internalTrafficPolicy": "Cluster", "ipFamilies": ["IPv4", "IPv6"] if dual else ["IPv4"],
+                             "ipFamilyPolicy": "PreferDualStack" if dual else "SingleStack", "ports": [port],
                              "selector": selector_of(namespace, name), "sessionAffinity": "None",
                              "type": "NodePort" if svc.get("node_port") else "ClusterIP"},
                     "status": {"loadBalancer": {}}})
