@@ -356,29 +356,33 @@ def _node_host(address, addresses):
         return None
 
 
-def _nodeport_place(entry_name, entry, service, node_host, place, addresses, resolve):
-    """A NodePort: the node that owns the address DNATs (and masquerades) to its endpoints, traced when
-    they are that node's own pods."""
+def _nodeport_place(entry_name, entry, service, node_host, place, addresses, resolve, src_host=None):
+    """A NodePort: the node that owns the address DNATs (and masquerades) to its one endpoint, a pod of
+    that node or of a third one (externalTrafficPolicy Cluster: the node forwards to the endpoint's node
+    with the source masqueraded to its own address). Returns ``(place of the node addressed, place of the
+    backend or None when it is that node's own pod)``."""
     if len(service["endpoints"]) != 1:
         count = "%d endpoints" % len(service["endpoints"]) if service["endpoints"] else "no endpoints"
         raise PathError(
-            "NodePort %s (%s) has %s; tracing a NodePort follows one endpoint on the node addressed: trace the "
+            "NodePort %s (%s) has %s; tracing a NodePort follows one endpoint: trace the "
             "endpoint itself with -e dst=IP -e port=PORT" % (hostport(service["address"], service["port"]), service["service"], count))
     endpoint = service["endpoints"][0]
     backend = _endpoint_place(entry_name, entry, service, endpoint, addresses, resolve)
-    if backend["host"] != node_host:
+    if backend["host"] is not None and backend["host"] == src_host and backend["host"] != node_host:
         raise PathError(
-            "NodePort %s (%s) DNATs on %s to %s on %s; a NodePort whose endpoint is on another node than the "
-            "one addressed is not traced yet: trace from that node's pods, or the endpoint itself"
+            "NodePort %s (%s) DNATs on %s to %s on %s, the source pod's own node; a NodePort whose endpoint "
+            "is on the source's node is not traced yet: trace the endpoint itself with -e dst=%s -e port=%s"
             % (hostport(service["address"], service["port"]), service["service"], node_host, hostport(endpoint["ip"], endpoint["port"]),
-               backend["host"]))
+               backend["host"], endpoint["ip"], endpoint["port"]))
     service["backend"] = dict(endpoint)
     service["dnat_on"] = node_host
     service["chosen_by"] = "the Service's only endpoint"
+    remote = backend["host"] != node_host
+    there = "on %s" % backend["host"] if remote else "there"
     place = dict(place, how="nodeport", host=node_host, node_ip=service["address"],
-                 found_by="the NodePort's node %s (%s); backend %s there (%s)" % (
-                     node_host, service["address"], hostport(endpoint["ip"], endpoint["port"]), backend["found_by"]))
-    return place
+                 found_by="the NodePort's node %s (%s); backend %s %s (%s)" % (
+                     node_host, service["address"], hostport(endpoint["ip"], endpoint["port"]), there, backend["found_by"]))
+    return place, (backend if remote else None)
 
 
 def _endpoint_place(entry_name, entry, service, endpoint, addresses, resolve):
@@ -424,7 +428,12 @@ def trace_path(entry_name, entry, flow, addresses, resolve=None, entry_address=N
                 raise PathError(str(exc)) from None
             result["service"] = service
             if service and service["kind"] == "nodeport":
-                place = _nodeport_place(entry_name, entry, service, node_host, place, addresses, resolve)
+                place, remote = _nodeport_place(entry_name, entry, service, node_host, place, addresses, resolve,
+                                                result["src"]["host"])
+                if remote is not None:
+                    # the endpoint's node comes after the node addressed: hosts [source, NodePort, backend]
+                    _add_host(result, dict(place, found_by=None), entry_name, entry, entry_address)
+                    _add_host(result, remote, entry_name, entry, entry_address)
             elif service and service["endpoints"]:
                 places = [_endpoint_place(entry_name, entry, service, e, addresses, resolve) for e in service["endpoints"]]
                 place = places[0]
@@ -449,6 +458,11 @@ def trace_path(entry_name, entry, flow, addresses, resolve=None, entry_address=N
     on_path = entry_name in result["hosts"]
     result["read"] = [] if on_path else list(result["hosts"])
     result["deferred"] = [h for h in result["hosts"] if h != entry_name] if on_path else []
+    if result["service"] and result["service"]["kind"] == "nodeport" and len(result["hosts"]) > 2:
+        # a NodePort forwarded to a third node: the filters after the masquerade need the NodePort node's own
+        # address toward the backend (its tunnel device's), and its route to the backend, so both are read
+        result["read"] = [h for h in result["hosts"] if h != entry_name]
+        result["deferred"] = []
     return result
 
 
@@ -470,7 +484,9 @@ def describe(path):
         if what == "dst" and path.get("service"):
             svc = path["service"]
             if svc["kind"] == "nodeport":
-                ends = "NodePort of %s, backend %s there" % (place["host"], hostport(svc["backend"]["ip"], svc["backend"]["port"]))
+                backend_host = svc["backend"].get("host")
+                there = "on %s" % backend_host if backend_host and backend_host != place["host"] else "there"
+                ends = "NodePort of %s, backend %s %s" % (place["host"], hostport(svc["backend"]["ip"], svc["backend"]["port"]), there)
             elif svc["backend"]:
                 ends = "backend %s on %s (%s)" % (hostport(svc["backend"]["ip"], svc["backend"]["port"]), place["host"], place["found_by"])
             elif svc["endpoints"]:

@@ -460,9 +460,11 @@ class _Builder:
         self.order = []
 
     def hop(self, direction, node, role, interface, encap="none", peer=None, port=None, capture_role=None,
-            node_ip=None, snat_ips=None, select=None):
+            node_ip=None, snat_ips=None, select=None, flow=None):
         """One hop; ``select`` (with ``interface`` None) names a device the node itself resolves
-        when its captures start: ``{"route_to": IP}``, plus ``"local": True`` for a pod's veth."""
+        when its captures start: ``{"route_to": IP}``, plus ``"local": True`` for a pod's veth.
+        ``flow``: the packets as they are at this hop when a NAT on the way rewrote them (a NodePort's
+        hops after the DNAT and masquerade), else the builder's flow; the capture's filter is built on it."""
         if interface is not None:
             try:
                 validate_ifname(interface, "%s interface on %s" % (role, node))
@@ -480,7 +482,7 @@ class _Builder:
         })
         spec = {
             "role": capture_role or _CAPTURE_ROLE[role], "encap": encap, "peer": peer,
-            "underlay_port": port, "snat_ips": snat_ips, "select": select,
+            "underlay_port": port, "snat_ips": snat_ips, "select": select, "flow": flow,
         }
         if (node, label) not in self.uses:
             self.uses[(node, label)] = []
@@ -504,7 +506,7 @@ class _Builder:
                             "underlay_port": None, "link_type": None})
                 continue
             try:
-                expr = any_of([capture_filter(spec, self.flow) for spec in specs])
+                expr = any_of([capture_filter(spec, spec["flow"] or self.flow) for spec in specs])
             except ValidationError as exc:
                 raise PlanError("capture %s/%s: %s" % (node, interface, exc)) from None
             encaps = sorted({s["encap"] for s in specs})
@@ -524,7 +526,7 @@ class _Builder:
         ``link_type`` are filled in from its start result (plugin_utils/deferred.py)."""
         first = specs[0]
         try:
-            expr = any_of([capture_filter(spec, self.flow) for spec in specs])
+            expr = any_of([capture_filter(spec, spec["flow"] or self.flow) for spec in specs])
         except ValidationError as exc:
             raise PlanError("capture %s/%s: %s" % (node, label, exc)) from None
         encaps = sorted({s["encap"] for s in specs})
@@ -765,4 +767,4 @@ def _external(builder, nodes, src_node, src_veth, flow, warnings):
 # what plugin_utils/services.py builds a NodePort's hops with
 Builder = _Builder
 check_nodes, find_workload, searched, node_ips = _check_nodes, _find_workload, _searched, _node_ips
-route_for, first_egress, finish, links_of = _route, _first_egress, _plan, _links
+route_for, first_egress, finish, links_of, leg = _route, _first_egress, _plan, _links, _leg

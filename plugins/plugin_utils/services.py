@@ -15,6 +15,7 @@ analysis matches its packets with the backend's on the later hops. Pure.
 
 from __future__ import annotations
 
+from ansible_collections.hoptrace.k8s.plugins.module_utils._netinfo import is_link_local
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import kubeproxy, kubeproxy_ipvs, kubeproxy_nft
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import plan as plan_
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.bpf import any_of, capture_filter
@@ -152,6 +153,8 @@ def nodeport_plan(nodes, flow, service):
         raise plan_.PlanError("src %s is not one pod on the nodes read (%s)" % (flow["src"], plan_.searched(nodes)))
     src_node, src_veth = holders[0]
     target, backend = service["dnat_on"], service["backend"]
+    if backend.get("host") and backend["host"] != target:
+        return _remote_nodeport_plan(nodes, flow, service, warnings, src_node, src_veth, unread)
     route = plan_.route_for(src_node, nodes[src_node], flow["dst"])
     if route is None:
         raise plan_.PlanError("%s has no route to the NodePort's node address %s" % (src_node, flow["dst"]))
@@ -195,10 +198,101 @@ def nodeport_plan(nodes, flow, service):
         builder.hop("response", src_node, "underlay-in", dev, capture_role="egress", node_ip=a_ip)
     builder.hop("response", src_node, "src-veth", src_veth, node_ip=a_ip)
     plan = plan_.finish(builder, flow, src_node, target, "none", encap, warnings)
+    for hop in (plan["hops"][3], plan["hops"][4]):
+        hop["after_dnat"] = True
     veth_key = plan["hops"][3]["capture"]
     for capture in plan["captures"]:
         if capture["key"] == veth_key:
             capture["filter"] = "host %s and tcp port %d" % (backend["ip"], int(backend["port"]))
+            capture["unsnat"] = {"pod": flow["src"], "node_ip": flow["dst"], "node_port": int(flow["port"]),
+                                 "backend": backend["ip"], "backend_port": int(backend["port"])}
+    plan["service"] = public(service, plan)
+    return plan
+
+
+def _masquerade_address(node, dev, version):
+    """The address MASQUERADE gives a packet leaving ``node`` on ``dev``: the device's own (Calico's tunl0 or
+    vxlan.calico address from the node's block, the NIC's address without encapsulation), or None."""
+    for entry in node.get("addresses") or []:
+        if not isinstance(entry, dict) or entry.get("ifname") != dev or not entry.get("local"):
+            continue
+        if entry.get("family") not in (None, "inet" if version == 4 else "inet6") or is_link_local(entry["local"]):
+            continue
+        return entry["local"]
+    return None
+
+
+def _leg_hops(builder, direction, leg, a_name, b_name, hop_flow, after_dnat):
+    """The tunnel and underlay hops of one node-to-node leg (no pod veths), on ``hop_flow``."""
+    first = len(builder.hops)
+    if leg["tunnel_out"]:
+        builder.hop(direction, a_name, "tunnel-out", leg["tunnel_out"], node_ip=leg["a_ip"], flow=hop_flow)
+    builder.hop(direction, a_name, "underlay-out", leg["underlay_out"], leg["encap"], leg["peer"], leg["port"],
+                node_ip=leg["a_ip"], flow=hop_flow)
+    builder.hop(direction, b_name, "underlay-in", leg["underlay_in"], leg["encap"], leg["a_ip"], leg["port"],
+                node_ip=leg["b_ip"], flow=hop_flow)
+    if leg["tunnel_in"]:
+        builder.hop(direction, b_name, "tunnel-in", leg["tunnel_in"], node_ip=leg["b_ip"], flow=hop_flow)
+    if after_dnat:
+        for hop in builder.hops[first:]:
+            hop["after_dnat"] = True
+
+
+def _remote_nodeport_plan(nodes, flow, service, warnings, src_node, src_veth, unread):
+    """A NodePort whose endpoint is a pod of a third node (externalTrafficPolicy Cluster): the source pod's
+    veth and egress device, the node addressed (B) receiving ``node IP:nodePort`` on its underlay, B's way to
+    the backend's node (C) as B routes the backend - after B's DNAT and masquerade, so those hops are
+    filtered on ``B's masquerade address -> backend:targetPort`` - C's devices and the backend's veth; the
+    answer the mirror to B, then B's way back to the source pod after the un-DNAT (the pod network's tunnel).
+    Every capture that sees the translated packets carries ``unsnat``; the hops that see them are marked
+    ``after_dnat`` (a device of B sees both kinds: plugin_utils/analysis.py splits its capture)."""
+    target, backend = service["dnat_on"], service["backend"]
+    far = backend["host"]
+    missing = [name for name in (target, far) if name not in nodes]
+    if missing:
+        why = "; ".join("%s: %s" % (name, unread.get(name, "not read")) for name in missing)
+        raise plan_.PlanError(
+            "NodePort %s:%s forwards on %s to %s:%s on %s; planning it needs the routes of both nodes, and %s could not "
+            "be read (%s)" % (flow["dst"], flow["port"], target, backend["ip"], backend["port"], far,
+                              " and ".join(missing), why))
+    route = plan_.route_for(src_node, nodes[src_node], flow["dst"])
+    if route is None:
+        raise plan_.PlanError("%s has no route to the NodePort's node address %s" % (src_node, flow["dst"]))
+    _gateway, dev = plan_.first_egress(src_node, route, flow["dst"], warnings)
+    a_ip = route.get("prefsrc") or next(iter(plan_.node_ips(nodes[src_node], 4)), None)
+    veth = next((d for n, d in plan_.find_workload(nodes, backend["ip"], warnings) if n == far), None)
+    if veth is None:
+        raise plan_.PlanError("the NodePort's endpoint %s is not a pod on %s (%s)" % (
+            backend["ip"], far, plan_.searched({far: nodes[far]})))
+    forward = plan_.leg(nodes, target, far, backend["ip"], warnings)
+    version = 6 if ":" in backend["ip"] else 4
+    masq = _masquerade_address(nodes[target], forward["tunnel_out"] or forward["underlay_out"], version)
+    if masq is None:
+        masq = forward["a_ip"]
+        warnings.append("%s has no address on %s, the device of its route to %s: its masquerade address is taken to "
+                        "be %s" % (target, forward["tunnel_out"] or forward["underlay_out"], backend["ip"], masq))
+    back = plan_.leg(nodes, far, target, masq, warnings)
+    home = plan_.leg(nodes, target, src_node, flow["src"], warnings)
+    translated = dict(flow, src=masq, dst=backend["ip"], port=int(backend["port"]))
+    b_in = plan_.route_for(target, nodes[target], a_ip) if a_ip else None
+    b_dev = plan_.first_egress(target, b_in, a_ip, warnings)[1] if b_in else None
+    b_ip = flow["dst"]
+    builder = plan_.Builder(nodes, flow)
+    builder.hop("request", src_node, "src-veth", src_veth, node_ip=a_ip)
+    builder.hop("request", src_node, "underlay-out", dev, capture_role="egress", node_ip=a_ip)
+    builder.hop("request", target, "underlay-in", b_dev, capture_role="egress", node_ip=b_ip)
+    _leg_hops(builder, "request", forward, target, far, translated, True)
+    builder.hop("request", far, "dst-veth", veth, node_ip=forward["b_ip"], flow=translated)
+    builder.hops[-1]["after_dnat"] = True
+    builder.hop("response", far, "dst-veth", veth, node_ip=back["a_ip"], flow=translated)
+    builder.hops[-1]["after_dnat"] = True
+    _leg_hops(builder, "response", back, far, target, translated, True)
+    _leg_hops(builder, "response", home, target, src_node, None, False)
+    builder.hop("response", src_node, "src-veth", src_veth, node_ip=a_ip)
+    plan = plan_.finish(builder, flow, src_node, far, forward["encap"], home["encap"], warnings)
+    seen_after = {h["capture"] for h in plan["hops"] if h.get("after_dnat")}
+    for capture in plan["captures"]:
+        if capture["key"] in seen_after:
             capture["unsnat"] = {"pod": flow["src"], "node_ip": flow["dst"], "node_port": int(flow["port"]),
                                  "backend": backend["ip"], "backend_port": int(backend["port"])}
     plan["service"] = public(service, plan)
