@@ -506,13 +506,15 @@ class Analysis(object):
         if not a_node or not b_node or a_node == b_node:
             return None
 
-        def find(direction, role):
+        def find(direction, role, node):
+            # the first such hop of the direction, when it is on that node: a path through a third node (a
+            # NodePort forwarded to the backend's node) has no underlay leg between the two, and no estimate
             for r in rows:
                 if r["direction"] == direction and r["role"] == role and r["packets"]:
-                    return r["_ci"]
+                    return r["_ci"] if r["node"] == node else None
             return None
-        out_a, in_b = find("request", "underlay-out"), find("request", "underlay-in")
-        out_b, in_a = find("response", "underlay-out"), find("response", "underlay-in")
+        out_a, in_b = find("request", "underlay-out", a_node), find("request", "underlay-in", b_node)
+        out_b, in_a = find("response", "underlay-out", b_node), find("response", "underlay-in", a_node)
         if None in (out_a, in_b, out_b, in_a):
             return None
         d1 = [v[in_b] - v[out_a] for v in per_dir[0].values() if in_b in v and out_a in v]
@@ -720,38 +722,96 @@ def _candidate_score(plan, captures, vxlan_ports):
                and not (r["direction"] == "response" and r["role"] == "src-veth"))
 
 
+AFTER_DNAT = "#after-dnat"      # the key suffix of the translated half of a capture that sees both
+
+
 def _analyze_unsnat(plan, captures, vxlan_ports, repeat):
-    """A NodePort: the backend veth's capture, rewritten to the flow's addresses before the node's DNAT
-    and masquerade (plugin_utils/unsnat.py), is analysed in place of the file; the report names the file."""
-    plan = dict(plan, captures=[dict(c) for c in plan["captures"]])
+    """A NodePort: the captures after the node's DNAT and masquerade, rewritten to the flow's addresses
+    before them (plugin_utils/unsnat.py), are analysed in place of the files; the report names the files.
+
+    The plan's hops marked ``after_dnat`` see the translated packets (a plan without marks: every hop of a
+    capture with ``unsnat``). A capture that serves hops of both kinds (the NodePort node's NIC and tunnel
+    when the endpoint is on a third node) is split: the rewritten packets go to its ``after_dnat`` hops as
+    a capture of their own, the others stay with its other hops; the report shows the capture whole again."""
+    plan = dict(plan, captures=[dict(c) for c in plan["captures"]], hops=[dict(h) for h in plan.get("hops") or []])
     files = {c.get("key"): c for c in captures or []}
-    request = [h for h in plan.get("hops") or [] if h.get("direction") == "request"]
-    request.sort(key=lambda h: h.get("index", 0))
+    specs = {c["key"]: c.pop("unsnat") for c in plan["captures"] if c.get("unsnat")}
+    marked = any(h.get("after_dnat") for h in plan["hops"])
+
+    def after(hop):
+        return bool(hop.get("after_dnat")) if marked else hop.get("capture") in specs
+
+    def usable(entry):
+        return bool(entry) and entry.get("status") == "ok" and os.path.exists(entry.get("file") or "")
+
     given, temp = [dict(c) for c in captures or []], tempfile.mkdtemp(prefix="hoptrace-unsnat-")
+    split = {}
     try:
-        for capture in plan["captures"]:
-            spec = capture.pop("unsnat", None)
-            hop = next((i for i, h in enumerate(request) if h.get("capture") == capture.get("key")), None)
-            mine, up = files.get(capture.get("key")), files.get(request[hop - 1].get("capture")) if hop else None
-            if not spec or not mine or not up or mine.get("status") != "ok" or up.get("status") != "ok" \
-                    or not os.path.exists(mine.get("file") or "") or not os.path.exists(up.get("file") or ""):
+        # the SYNs as the source pod sent them: the request's hops before the DNAT
+        upstream = []
+        for hop in sorted((h for h in plan["hops"] if h.get("direction") == "request"), key=lambda h: h.get("index", 0)):
+            if not after(hop) and hop.get("capture") not in upstream and usable(files.get(hop.get("capture"))):
+                upstream.append(hop["capture"])
+        syns = {}
+        for key, spec in specs.items():
+            mine = files.get(key)
+            if not usable(mine) or not upstream:
                 continue
-            syns = unsnat_.syn_ports(up["file"], spec["node_ip"], spec["node_port"])
+            if not syns:
+                for up in upstream:
+                    syns.update(unsnat_.syn_ports(files[up]["file"], spec["node_ip"], spec["node_port"]))
+            both = any(h.get("capture") == key and not after(h) for h in plan["hops"])
             out = os.path.join(temp, "%d.pcap" % len(os.listdir(temp)))
+            rest = os.path.join(temp, "%d-rest.pcap" % len(os.listdir(temp))) if both else None
             unsnat_.rewrite(mine["file"], out, spec["pod"], spec["node_ip"], spec["node_port"], spec["backend"],
-                            spec["backend_port"], syns)
-            for entry in given:
-                if entry.get("key") == capture.get("key"):
+                            spec["backend_port"], syns, rest=rest)
+            for entry in list(given):
+                if entry.get("key") != key:
+                    continue
+                if both:
+                    entry["file"] = rest
+                    # its tcpdump drop counts stay with the whole capture's entry
+                    given.append(dict(entry, key=key + AFTER_DNAT, file=out, dropped=0))
+                    split[key + AFTER_DNAT] = key
+                else:
                     entry["file"] = out
+        for hop in plan["hops"]:
+            if hop.get("capture") in specs and after(hop) and hop["capture"] + AFTER_DNAT in split:
+                hop["capture"] += AFTER_DNAT
         report = analyze(plan, given, vxlan_ports, repeat)
     finally:
         for name in os.listdir(temp):
             os.unlink(os.path.join(temp, name))
         os.rmdir(temp)
+    _join_split(report, split)
     for cap in report["captures"]:
         if cap["key"] in files:
             cap["file"] = files[cap["key"]].get("file")
     return report
+
+
+_SUMMED = ("records", "matched", "other", "undecodable", "snaplen_cut")
+
+
+def _join_split(report, split):
+    """The report of a split capture: one entry again (its counts summed), its hops named by it."""
+    if not split:
+        return
+    caps = {c["key"]: c for c in report["captures"]}
+    for part, whole in split.items():
+        if part in caps and whole in caps:
+            for field in _SUMMED:
+                if isinstance(caps[part].get(field), int) and isinstance(caps[whole].get(field), int):
+                    caps[whole][field] += caps[part][field]
+    order = []          # each capture where its first hop (of either half) put it
+    for cap in report["captures"]:
+        whole = caps.get(split.get(cap["key"], cap["key"]))
+        if whole is not None and whole not in order:
+            order.append(whole)
+    report["captures"] = order
+    for hop in report["hops"]:
+        if hop.get("capture") in split:
+            hop["capture"] = split[hop["capture"]]
 
 
 def _analyze_candidates(plan, captures, vxlan_ports, repeat):
@@ -845,6 +905,12 @@ def analyze(plan, captures, vxlan_ports=None, repeat=None):
             service_text.hostport(service["address"], service["port"]), service.get("dnat_on"),
             service_text.hostport(backend["ip"], backend["port"]),
             " on %s" % backend["node"] if backend.get("node") else "", _masqueraded(service, rows), text)
+    elif service and service.get("kind") == "nodeport" and service["backend"].get("node") not in (None, service.get("dnat_on")):
+        # a healthy NodePort forwarded to a third node: the verdict says where the flow went after the node addressed
+        backend = service["backend"]
+        text = "%s; %s:%s was DNATed by kube-proxy on %s to %s:%s on %s%s" % (
+            text, service["address"], service["port"], service.get("dnat_on"), backend["ip"], backend["port"], backend["node"],
+            " and masqueraded to %s" % service["snat_to"] if service.get("snat_to") else "")
     directions = {}
     for d, name in enumerate(DIRECTIONS):
         path = [r for r in rows if r["direction"] == name]

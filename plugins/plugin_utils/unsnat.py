@@ -40,9 +40,13 @@ def syn_ports(path, node_ip, node_port):
     return found
 
 
-def rewrite(path, out, pod, node_ip, node_port, backend, backend_port, syns):
+def rewrite(path, out, pod, node_ip, node_port, backend, backend_port, syns, rest=None):
     """Write ``out``: the capture at ``path`` with the backend's packets of the flow in the flow's
-    pre-translation addresses (``pod:port <-> node_ip:node_port``). Returns how many were rewritten."""
+    pre-translation addresses (``pod:port <-> node_ip:node_port``). Returns how many were rewritten.
+
+    ``rest``: a second file for the packets left as they are, ``out`` then holding only the rewritten
+    ones - a device of the NodePort's node sees the flow both before the DNAT (from the source pod's
+    node) and after it (to the backend's node), and each half belongs to other hops."""
     pod_b, node_b = socket.inet_aton(pod), socket.inet_aton(node_ip)
     backend_k = dec.ip_key(backend)
     ports = {}          # masqueraded port -> the pod's own
@@ -53,6 +57,7 @@ def rewrite(path, out, pod, node_ip, node_port, backend, backend_port, syns):
     for ts, caplen, _orig, buf, off, lt in cap.records():
         linktype = lt if linktype is None else linktype
         data = bytearray(buf[off:off + caplen])
+        before = done
         d = dec.decode_at(buf, off, caplen, lt)
         if d is not None and d.key[dec.KEY_PROTO] == 6 and d.key[0] >> 4 == 4:
             t = d.key
@@ -72,10 +77,13 @@ def rewrite(path, out, pod, node_ip, node_port, backend, backend_port, syns):
                     data[ip + 12:ip + 20] = node_b + pod_b
                     data[l4:l4 + 4] = struct.pack("!HH", node_port, mine)
                     done += 1
-        records.append((ts, caplen, bytes(data)))
-    with open(out, "wb") as handle:
-        handle.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, linktype if linktype is not None else 1))
-        for ts, caplen, data in records:
-            sec, ns = divmod(ts, 1000000000)
-            handle.write(struct.pack("<IIII", sec, ns, caplen, caplen) + data)
+        records.append((ts, caplen, bytes(data), done > before))
+    halves = [(out, None)] if rest is None else [(out, True), (rest, False)]
+    for name, which in halves:
+        with open(name, "wb") as handle:
+            handle.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, linktype if linktype is not None else 1))
+            for ts, caplen, data, changed in records:
+                if which is None or changed == which:
+                    sec, ns = divmod(ts, 1000000000)
+                    handle.write(struct.pack("<IIII", sec, ns, caplen, caplen) + data)
     return done
