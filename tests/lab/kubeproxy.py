@@ -47,6 +47,9 @@ SERVICES = (
     ("default/web", "https", "10.96.10.30", 443, None, [("172.17.25.66", 443), ("172.17.25.193", 443)]),
     ("default/empty", "https", "10.96.10.40", 443, None, []),
     ("default/web-nodeport", "https", "10.96.10.50", 443, 30443, [("172.17.25.193", 443)]),
+    # externalTrafficPolicy Cluster with the one endpoint on node-c (a lab of 3 nodes or more): every node
+    # DNATs its nodePort to node-c's first pod and masquerades (tests/e2e/test_nodeport_remote_lab.py)
+    ("default/web-remote", "https", "10.96.10.60", 443, 30444, [("172.17.26.1", 443)]),
 )
 
 
@@ -79,7 +82,9 @@ def services(ip6_of=None):
         svc = {"name": name, "port_name": "%s:%s" % (name, pname), "cluster_ip": ip, "port": port,
                "node_port": node_port, "endpoints": ["%s:%d" % e for e in endpoints]}
         if ip6_of:
-            svc.update(cluster_ip6=cluster_ip6(ip), endpoints6=["[%s]:%d" % (ip6_of[e[0]], e[1]) for e in endpoints])
+            # an endpoint that is no pod of this lab (node-c's on a 2-node lab) has no IPv6 address: as kube-proxy
+            # with an EndpointSlice per family, the Service then has no IPv6 endpoint
+            svc.update(cluster_ip6=cluster_ip6(ip), endpoints6=["[%s]:%d" % (ip6_of[e[0]], e[1]) for e in endpoints if e[0] in ip6_of])
         out.append(svc)
     return out
 

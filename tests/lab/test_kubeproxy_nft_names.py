@@ -35,6 +35,7 @@ def test_the_table_holds_the_lab_services():
         else:
             assert '%s . tcp . %d comment "%s" : goto reject-chain' % (s["cluster_ip"], s["port"], s["port_name"]) in text
     assert "tcp . 30443 : goto external-QRJBX24H-default/web-nodeport/tcp/https" in text
+    assert "tcp . 30444 : goto external-DSGBGX2Y-default/web-remote/tcp/https" in text
     assert "numgen random mod 2 vmap { 0 : goto endpoint-YC5AT2E7-default/web/tcp/https__172.17.25.66/443, " \
            "1 : goto endpoint-3SRHVVVD-default/web/tcp/https__172.17.25.193/443 }" in text
     # no iptables kube-proxy chain in this mode
@@ -84,3 +85,30 @@ def test_the_ip6tables_ruleset_of_the_dual_stack_services():
             "--dport 443 -j REJECT --reject-with icmp6-port-unreachable") in lines
     assert "10.96." not in text and "172.17." not in text
     assert kubeproxy.rules() == kubeproxy.rules(4, IP6_OF)
+
+
+def test_the_iptables_rules_send_the_remote_nodeport_to_node_cs_pod():
+    # default/web-remote: every node's KUBE-NODEPORTS -> KUBE-EXT (masquerade mark) -> KUBE-SVC -> KUBE-SEP DNAT to node-c's pod
+    text, chains = kubeproxy.rules()
+    ext, svc, sep = (kubeproxy.ext_chain("default/web-remote:https"), kubeproxy.svc_chain("default/web-remote:https"),
+                     kubeproxy.sep_chain("default/web-remote:https", "172.17.26.1:443"))
+    assert (ext, svc, sep) == ("KUBE-EXT-UNZ76BFHH3NSJNR5", "KUBE-SVC-UNZ76BFHH3NSJNR5", "KUBE-SEP-OYTONJ76OZZNQ4LP")
+    lines = text.splitlines()
+    for line in ['-A KUBE-NODEPORTS -p tcp -m comment --comment "default/web-remote:https" -m tcp --dport 30444 -j %s' % ext,
+                 '-A %s -m comment --comment "masquerade traffic for default/web-remote:https external destinations" '
+                 '-j KUBE-MARK-MASQ' % ext, "-A %s -j %s" % (ext, svc),
+                 '-A %s -m comment --comment "default/web-remote:https -> 172.17.26.1:443" -j %s' % (svc, sep),
+                 '-A %s -p tcp -m comment --comment "default/web-remote:https" -m tcp -j DNAT --to-destination 172.17.26.1:443' % sep]:
+        assert line in lines
+    assert {ext, svc, sep} <= set(chains)
+
+
+def test_a_dual_stack_lab_without_node_c_has_no_ipv6_endpoint_for_the_remote_nodeport():
+    # IP6_OF is a 2-node lab's: node-c's pod 172.17.26.1 has no IPv6 address there, so, as kube-proxy with one
+    # EndpointSlice per family, default/web-remote has no IPv6 endpoint and its IPv6 ClusterIP is rejected
+    remote = next(s for s in kubeproxy.services(IP6_OF) if s["name"] == "default/web-remote")
+    assert (remote["cluster_ip6"], remote["endpoints"], remote["endpoints6"]) == ("fd00:10:96::3c", ["172.17.26.1:443"], [])
+    text, _chains = kubeproxy.rules(6, IP6_OF)
+    assert ("-A KUBE-SERVICES -d fd00:10:96::3c/128 -p tcp -m comment --comment \"default/web-remote:https has no endpoints\" -m tcp "
+            "--dport 443 -j REJECT --reject-with icmp6-port-unreachable") in text.splitlines()
+    assert 'fd00:10:96::3c . tcp . 443 comment "default/web-remote:https" : goto reject-chain' in kubeproxy_nft.ruleset(6, IP6_OF)
