@@ -78,7 +78,10 @@ _value:
   description:
     - C(entry) (the host read), C(src) and C(dst) (each with C(address), C(how) - local, blackhole, via,
       vxlan, wireguard, external or unrouted - C(node_ip), C(host), C(evidence), the route that says so,
-      and C(found_by), a sentence), C(hosts) (the 1-2 hosts on the path, source first), C(node_ips)
+      and C(found_by), a sentence), C(hosts) (the 1-2 hosts on the path, source first;
+      3 for a NodePort whose endpoint is on a third node - the source's, the node addressed, the endpoint's),
+      C(read) and C(deferred) (the hosts read before planning, and those that resolve their devices when
+      their captures start), C(service) (the Service behind dst, or null), C(node_ips)
       (host - node IP), C(entry_result) (the entry's route_info result) and C(summary) (C(entry), C(group) with
       its name, how it was chosen and its host count, C(hosts), and C(lines), one sentence per pod), as the
       report keeps it.

@@ -71,6 +71,10 @@ options:
         rules (its C(service)). With a backend, the hops are planned to the backend's address and port,
         and the source pod's veth capture keeps the Service address (C(nat) on that capture; the
         analysis matches its packets with the backend's). The plan gets C(service), what the report keeps.
+      - A NodePort (C(kind) nodeport) is planned through the node addressed (C(dnat_on)); when its endpoint is a
+        pod of a third node, both nodes' route_info results are needed, and the hops after the DNAT (C(after_dnat))
+        are filtered on the node's masquerade address and the endpoint's address and port, their captures
+        carrying C(unsnat).
     type: dict
     version_added: 0.2.0
 notes:

@@ -26,7 +26,13 @@ description:
   - Hops whose capture is missing, C(unreachable), C(failed) or C(timed out) are C(unknown), not lost, and
     the verdict says it is incomplete; kernel drops reported by tcpdump make it uncertain.
   - Across two nodes the clock offset is estimated from the flow itself (request/response
-    symmetry on the underlay hops) and delays are corrected, which the report says.
+    symmetry on the underlay hops) and delays are corrected, which the report says; not for a path
+    through a third node (a NodePort forwarded to its endpoint's node), where no underlay leg joins them.
+  - A NodePort forwarded to an endpoint on another node - the plan's C(unsnat) captures of the node
+    addressed that also see the flow before its DNAT - is analysed in two halves, the packets before and
+    after the DNAT each matched with their own hops; a healthy verdict then says where the flow went
+    (C(every hop saw the request and the response; 10.240.0.9:30444 was DNATed by kube-proxy on node-b to
+    172.17.26.1:443 on node-c and masqueraded to 172.17.25.192)).
   - Writes C(report.json), C(report.md) and C(trace.pcapng) (one interface per capture, named
     like C(node-b/tunl0)) into O(output_dir).
   - Also writes C(report.html) there, one self-contained page (no script, nothing fetched) with the
@@ -472,7 +478,7 @@ report:
       description:
         - A trace to a Service address only - the Service kube-proxy's rules name (C(name), C(port_name),
           C(kind), C(address), C(port), C(mode)), C(read_on) (the node whose rules were read), C(dnat_on) (the
-          source node, whose DNAT picks the backend), C(endpoints) (IP:PORT), C(masquerade), C(rejected) (the
+          source node, whose DNAT picks the backend; for a NodePort the node addressed), C(endpoints) (IP:PORT), C(masquerade), C(rejected) (the
           REJECT rule, in nftables mode the no-endpoint-services element, when it has no endpoints; in nftables
           mode, with C(name) null, the cluster-ips-check rule refusing a port or address no Service has), C(backend)
           (C(ip), C(port), C(node), C(pod)), C(chosen_by) (the only endpoint, the DNAT node's conntrack entry
