@@ -83,10 +83,13 @@ def test_a_drop_between_the_nodeport_node_and_the_backends_is_localised(services
     assert rc == 2, out[-3000:]
     rows = hop_rows(report)
     assert rows[:4] == ROWS[:3] + [("request", 4, "node-b", "tunl0", "LOST")]
-    # node-b's conntrack entry holds the masquerade its NAT had bound for the connection
     assert report["verdict"] == (
-        "10.240.0.9:30444 was DNATed by kube-proxy on node-b to 172.17.26.1:443 on node-c and masqueraded to 172.17.25.192; "
+        "10.240.0.9:30444 was DNATed by kube-proxy on node-b to 172.17.26.1:443 on node-c; "
         "request reached node-b eth0 and was not seen on node-b tunl0 (routing into the tunnel)")
+    # dropped before its masquerade (mangle POSTROUTING comes before nat), the connection was never confirmed
+    # in node-b's conntrack: nothing says it was masqueraded
+    assert report["service"]["snat_to"] is None and report["service"]["conntrack"]["entries"] == []
+    assert "conntrack on node-b has no entry for 172.17.25.79 -> 10.240.0.9:30444 (tcp) after the probe" in report["notes"]
     assert [r[4] for r in rows[4:8]] == ["LOST"] * 4 and {r[4] for r in rows[8:]} == {"none"}
     assert report["directions"]["request"]["stopped_at"] == "node-b tunl0"
     assert node_leftovers(NODES) == {}
