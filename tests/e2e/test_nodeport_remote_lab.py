@@ -2,7 +2,8 @@
 connects to node-b's address and nodePort 30444 (default/web-remote, tests/lab/kubeproxy.py), node-b's
 kube-proxy rules DNAT it to node-c's pod and masquerade it to node-b's tunl0 address, node-c's pod answers
 node-b, node-b un-DNATs and answers node-a's pod over the tunnel. Real kernel DNAT/SNAT, the real playbook
-over SSH, one 3-node ipip lab for the module; a healthy trace and a drop between node-b and node-c.
+over SSH: on a 3-node ipip lab a healthy trace and a drop between node-b and node-c, then the healthy trace
+on 3-node VXLAN and BGP labs.
 """
 import os
 
@@ -93,3 +94,29 @@ def test_a_drop_between_the_nodeport_node_and_the_backends_is_localised(services
     assert [r[4] for r in rows[4:8]] == ["LOST"] * 4 and {r[4] for r in rows[8:]} == {"none"}
     assert report["directions"]["request"]["stopped_at"] == "node-b tunl0"
     assert node_leftovers(NODES) == {}
+
+
+# the same Service on a VXLAN and a BGP lab: node-b masquerades to vxlan.calico's address (the first of its
+# block, as tunl0's) and, without encapsulation, to its eth0 address; its NIC is then also the device to node-c
+OTHER_MODES = {
+    "vxlan": (MASQ, [(n, "vxlan.calico" if i == "tunl0" else i) for n, i in REQUEST],
+              [(n, "vxlan.calico" if i == "tunl0" else i) for n, i in RESPONSE]),
+    "bgp": (NODE_B, [(n, i) for n, i in REQUEST if i != "tunl0"], [(n, i) for n, i in RESPONSE if i != "tunl0"]),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(OTHER_MODES))
+def test_the_same_nodeport_over_vxlan_and_bgp(lab_factory, tmp_path, mode):
+    lab_factory(mode, 3)
+    labctl.services_up()
+    try:
+        rc, out, report = trace(tmp_path, *ARGS)
+    finally:
+        labctl.services_down()
+    assert rc == 0, out[-3000:]
+    masq, request, response = OTHER_MODES[mode]
+    assert hop_rows(report) == [("request", i + 1, n, iface, "seen") for i, (n, iface) in enumerate(request)] + \
+        [("response", i + 1, n, iface, "seen") for i, (n, iface) in enumerate(response)]
+    assert report["verdict"] == ("every hop saw the request and the response; 10.240.0.9:30444 was DNATed by kube-proxy on node-b "
+                                 "to 172.17.26.1:443 on node-c and masqueraded to %s" % masq)
+    assert report["service"]["snat_to"] == masq
