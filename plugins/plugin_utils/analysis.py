@@ -908,8 +908,9 @@ def analyze(plan, captures, vxlan_ports=None, repeat=None):
     elif service and service.get("kind") == "nodeport" and service["backend"].get("node") not in (None, service.get("dnat_on")):
         # a healthy NodePort forwarded to a third node: the verdict says where the flow went after the node addressed
         backend = service["backend"]
-        text = "%s; %s:%s was DNATed by kube-proxy on %s to %s:%s on %s%s" % (
-            text, service["address"], service["port"], service.get("dnat_on"), backend["ip"], backend["port"], backend["node"],
+        text = "%s; %s was DNATed by kube-proxy on %s to %s on %s%s" % (
+            text, service_text.hostport(service["address"], service["port"]), service.get("dnat_on"),
+            service_text.hostport(backend["ip"], backend["port"]), backend["node"],
             " and masqueraded to %s" % service["snat_to"] if service.get("snat_to") else "")
     directions = {}
     for d, name in enumerate(DIRECTIONS):

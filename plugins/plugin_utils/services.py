@@ -252,8 +252,8 @@ def _remote_nodeport_plan(nodes, flow, service, warnings, src_node, src_veth, un
     if missing:
         why = "; ".join("%s: %s" % (name, unread.get(name, "not read")) for name in missing)
         raise plan_.PlanError(
-            "NodePort %s:%s forwards on %s to %s:%s on %s; planning it needs the routes of both nodes, and %s could not "
-            "be read (%s)" % (flow["dst"], flow["port"], target, backend["ip"], backend["port"], far,
+            "NodePort %s forwards on %s to %s on %s; planning it needs the routes of both nodes, and %s could not "
+            "be read (%s)" % (hostport(flow["dst"], flow["port"]), target, hostport(backend["ip"], backend["port"]), far,
                               " and ".join(missing), why))
     route = plan_.route_for(src_node, nodes[src_node], flow["dst"])
     if route is None:
