@@ -2,6 +2,7 @@
 import pytest
 
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils import analysis
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils import verdict as verdict_
 
 import _synth
 
@@ -51,7 +52,7 @@ def test_drop_from_each_hop(tmp_path, encap, direction, k):
         assert rep["verdict"] == ("the destination pod never answered: the request reached %s but no response was seen on any hop"
                                   % _name(rep, "request", 6))
     else:
-        reason = analysis.ROLE_REASON[_hop(rep, direction, k)["role"]]
+        reason = verdict_.ROLE_REASON[_hop(rep, direction, k)["role"]]
         if direction == "response" and k == 6:
             reason = "delivery to the source pod"
         assert rep["verdict"] == "%s reached %s and was not seen on %s (%s)" % (direction, _name(rep, direction, k - 1), hop, reason)
