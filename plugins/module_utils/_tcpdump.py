@@ -32,6 +32,15 @@ _LISTEN_RE = re.compile(r'^tcpdump: listening on (\S+), link-type (\S+)(?: \(([^
 _NOISE = ('listening on', 'verbose output suppressed', 'data link type')
 
 
+class CaptureFailed(Exception):
+    """One capture could not be handled: ``msg`` and extra result keys."""
+
+    def __init__(self, msg, **extra):
+        Exception.__init__(self, msg)
+        self.msg = msg
+        self.extra = extra
+
+
 def effective_count(count, snaplen, max_size_mb):
     """Packet bound that keeps the file under ``max_size_mb``.
 

@@ -1,5 +1,4 @@
 """Run a module's main() with arguments and scripted run_command results (YAML case tables)."""
-import contextlib
 import json
 import os
 from unittest import mock
@@ -7,6 +6,8 @@ from unittest import mock
 import yaml
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.hoptrace.k8s.plugins.module_utils import _capture_procs
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures")
 
@@ -70,10 +71,10 @@ def run_module(module, args, commands=None, check_mode=False, bins=None):
         return script(self, argv, **kwargs)
 
     def run_at_once(mod, argvs):
-        # the module starts these together (capture.run_at_once); the script answers them in order
-        return [script(mod, argv, environ_update=module.LC_ENV) for argv in argvs]
+        # the capture module starts these together (_capture_procs.run_at_once); the script answers them in order
+        return [script(mod, argv, environ_update=_capture_procs.LC_ENV) for argv in argvs]
 
-    parallel = mock.patch.object(module, "run_at_once", run_at_once) if hasattr(module, "run_at_once") else contextlib.nullcontext()
+    parallel = mock.patch.object(_capture_procs, "run_at_once", run_at_once)
     with patch_module_args(args), parallel, \
             mock.patch.object(basic.AnsibleModule, "exit_json", _exit_json), \
             mock.patch.object(basic.AnsibleModule, "fail_json", _fail_json), \

@@ -7,6 +7,7 @@ from unittest import mock
 
 import pytest
 
+from ansible_collections.hoptrace.k8s.plugins.module_utils import _capture_procs as pr
 from ansible_collections.hoptrace.k8s.plugins.modules import capture
 
 from .helper import load_cases, run_module
@@ -445,8 +446,8 @@ def test_filters_are_compiled_at_once_and_answered_in_order(tmp_path):
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     module = mock.Mock()
     module.run_command.side_effect = _run
-    got = capture.run_at_once(module, [["sh", "-c", wait % (a, b), "first"], ["sh", "-c", wait % (b, a), "second"],
-                                       ["sh", "-c", "echo $LC_ALL; exit 3"]])
+    got = pr.run_at_once(module, [["sh", "-c", wait % (a, b), "first"], ["sh", "-c", wait % (b, a), "second"],
+                                  ["sh", "-c", "echo $LC_ALL; exit 3"]])
     assert got == [(0, "first\n", "err first\n"), (0, "second\n", "err second\n"), (3, "C\n", "")]
     assert module.run_command.call_count == 3
 
