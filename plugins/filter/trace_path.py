@@ -81,10 +81,11 @@ _value:
       and C(found_by), a sentence), C(hosts) (the 1-2 hosts on the path, source first;
       3 for a NodePort whose endpoint is on a third node - the source's, the node addressed, the endpoint's),
       C(read) and C(deferred) (the hosts read before planning, and those that resolve their devices when
-      their captures start), C(service) (the Service behind dst, or null), C(node_ips)
+      their captures start), C(service) (the Service behind dst, or null), C(notes) (the entry's route_info
+      notes about kube-proxy's rules, such as none of its tools installed), C(node_ips)
       (host - node IP), C(entry_result) (the entry's route_info result) and C(summary) (C(entry), C(group) with
-      its name, how it was chosen and its host count, C(hosts), and C(lines), one sentence per pod), as the
-      report keeps it.
+      its name, how it was chosen and its host count, C(hosts), C(lines), one sentence per pod, and C(notes)), as the
+      report keeps it; the report's notes list C(notes) after the plan's warnings.
   type: dict
 """
 

@@ -9,6 +9,10 @@ per family: ``iptables-save`` and ``table ip kube-proxy`` for IPv4, ``ip6tables-
 kube-proxy`` for IPv6); ``trim(text)`` keeps of one ``iptables-save`` output only what names Services: the table
 headers, kube-proxy's ``KUBE-*`` chains and the jumps into them. The controller parses the rest
 (plugins/plugin_utils/kubeproxy.py).
+
+Every read is bounded (READ_SECONDS each, ``_bounded``). What could not be read becomes one of route_info's
+``notes``, worded by ``none_installed_note``, ``killed_note`` and ``no_ipvsadm_note``; they all start with
+NOTE_START, which is how the controller (``plugin_utils/hosting.py``) finds them for the report's notes.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -24,6 +28,11 @@ SAVE6_TOOLS = ('ip6tables-save', 'ip6tables-nft-save', 'ip6tables-legacy-save')
 IPVS_DEVICE = 'kube-ipvs0'
 # the table of kube-proxy's nftables mode (family ip for IPv4, ip6 for IPv6: one table per family)
 NFT_TABLE = 'kube-proxy'
+# seconds for each read (iptables-save, nft, ipvsadm), as a whole counter snapshot (_counters.TIMEOUT)
+READ_SECONDS = 2.0
+# how every note about kube-proxy's rules begins
+NOTE_START = "kube-proxy's "
+PLAIN = 'a Service address is traced as a plain address'
 
 
 def _net(text):
@@ -71,3 +80,26 @@ def trim(text):
 
 def has_services(text):
     return ':KUBE-SERVICES ' in (text or '')
+
+
+def none_installed_note(node, tools):
+    """No iptables-save of the family and no nft on ``node``: nothing could be read."""
+    return "kube-proxy's rules were not read on %s: none of %s is installed; %s" % (node, ', '.join(tuple(tools) + ('nft',)), PLAIN)
+
+
+def killed_note(node, killed, found):
+    """Reads that did not answer in time (``killed``, their words), and what was read all the same."""
+    if found is None:
+        return "kube-proxy's rules were not read on %s: %s; %s" % (node, '; '.join(killed), PLAIN)
+    return "kube-proxy's rules on %s were read with %s, but %s" % (node, found['source'], '; '.join(killed))
+
+
+def no_ipvsadm_note(node):
+    """kube-proxy's IPVS device without the tool that lists its virtual servers."""
+    return ("kube-proxy's IPVS rules were not read on %s: it has %s but ipvsadm is not installed; "
+            "a Service address IPVS translates is traced as a plain address" % (node, IPVS_DEVICE))
+
+
+def is_note(text):
+    """True for a route_info note about kube-proxy's rules (the ones above)."""
+    return isinstance(text, str) and text.startswith(NOTE_START)

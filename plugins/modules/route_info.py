@@ -82,6 +82,9 @@ options:
       - On a node with kube-proxy's IPVS device C(kube-ipvs0), C(ipvsadm -Ln) is read too; without
         kube-proxy's iptables chains, C(nft list table ip kube-proxy) (its nftables mode), C(nft list table
         ip6 kube-proxy) for an IPv6 address.
+      - Each of these reads is bounded at 2 seconds; a tool still running then is killed and RV(notes) says so.
+        When none of the iptables-save tools of the family nor C(nft) is installed, or C(kube-ipvs0) exists
+        without C(ipvsadm), RV(notes) says so too, since the address is then traced as a plain address.
     type: str
     version_added: 0.2.0
 notes:
@@ -241,11 +244,15 @@ service_rules:
   type: dict
   sample: {source: iptables-save, text: "*nat\n:KUBE-SERVICES - [0:0]\n..."}
 notes:
-  description: What could not be read and what that leaves out (for example no C(wg) on a node with WireGuard devices).
+  description:
+    - What could not be read and what that leaves out (for example no C(wg) on a node with WireGuard devices).
+    - With O(services_for), kube-proxy's rules that could not be read - no tool installed, a tool that did not
+      answer within 2 seconds; these notes start with C(kube-proxy's) and the trace role's report lists them.
   returned: always
   type: list
   elements: str
-  sample: ["wg (wireguard-tools) is not installed: the peers of wireguard.cali are unknown"]
+  sample: ["wg (wireguard-tools) is not installed: the peers of wireguard.cali are unknown",
+           "kube-proxy's rules on node-a were read with iptables-nft-save, but iptables-save did not answer within 2 s"]
   version_added: 0.2.0
 route_get:
   description: The route decision for O(ip), null when O(ip) is not given.
@@ -255,10 +262,12 @@ route_get:
 '''
 
 import json
+import os
 import socket
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.hoptrace.k8s.plugins.module_utils import _bounded as bd
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _netinfo as ni
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _service_rules as sr
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _validate as v
@@ -344,31 +353,52 @@ def read_route_gets(runner, addresses):
     return dict((a, read_route_get(runner, a)) for a in addresses)
 
 
-def read_service_rules(module, links, address=None):
+def read_service_rules(module, links, address=None, notes=None, node=None, seconds=sr.READ_SECONDS):
     """kube-proxy's rules of ``address``'s family from the first iptables-save (ip6tables-save for IPv6)
     that shows them, plus IPVS's virtual servers (``ipvsadm -Ln``) when the node has kube-proxy's
-    ``kube-ipvs0`` device; None when neither is there."""
-    found = None
+    ``kube-ipvs0`` device; None when neither is there.
+
+    Every read is bounded (``seconds`` each, killed then); what could not be read - no tool installed, a
+    tool that did not answer - is a note appended to ``notes``, naming ``node``."""
+    notes = notes if notes is not None else []
+    node = node or socket.gethostname()
+    found, killed, ran = None, [], False
     tools, family = sr.sources(address)
+
+    def read(binary, args=()):
+        rc, out, dummy = bd.run(module, [binary] + list(args), seconds)
+        if rc is None:
+            killed.append(bd.did_not_answer(os.path.basename(binary), seconds))
+        return rc, out
+
     for tool in tools:
         binary = module.get_bin_path(tool)
         if not binary:
             continue
-        rc, out, dummy = module.run_command([binary], environ_update=LC_ENV)
+        ran = True
+        rc, out = read(binary)
         if rc == 0 and sr.has_services(out):
             found = {'source': tool, 'text': sr.trim(out)}
             break
     nft = module.get_bin_path('nft') if found is None else None
     if nft:
+        ran = True
         # kube-proxy's nftables mode keeps its own table (no KUBE-SERVICES chain in iptables then)
-        rc, out, dummy = module.run_command([nft, 'list', 'table', family, sr.NFT_TABLE], environ_update=LC_ENV)
+        rc, out = read(nft, ['list', 'table', family, sr.NFT_TABLE])
         if rc == 0 and out.strip():
             found = {'source': 'nft', 'text': '', 'nft': out}
-    ipvsadm = module.get_bin_path('ipvsadm') if any(link.get('ifname') == sr.IPVS_DEVICE for link in links) else None
+    ipvs = any(link.get('ifname') == sr.IPVS_DEVICE for link in links)
+    ipvsadm = module.get_bin_path('ipvsadm') if ipvs else None
     if ipvsadm:
-        rc, out, dummy = module.run_command([ipvsadm, '-Ln'], environ_update=LC_ENV)
+        rc, out = read(ipvsadm, ['-Ln'])
         if rc == 0:
             found = dict(found or {'source': 'ipvsadm', 'text': ''}, ipvs=out)
+    elif ipvs:
+        notes.append(sr.no_ipvsadm_note(node))
+    if not ran and found is None:
+        notes.append(sr.none_installed_note(node, tools))
+    elif killed:
+        notes.append(sr.killed_note(node, killed, found))
     return found
 
 
@@ -439,7 +469,8 @@ def collect(runner, ip=None, services_for=None):
     ni.add_same_link(result['peers'], neigh)
     result.update(routes=routes, links=links, addresses=addresses, source='json' if runner.json_ok else 'text',
                   route_get=read_route_get(runner, ip) if ip else None, notes=notes)
-    result['service_rules'] = read_service_rules(runner.module, links, services_for) if services_for and sr.needs_rules(result, services_for) else None
+    result['service_rules'] = (read_service_rules(runner.module, links, services_for, notes, runner.node)
+                               if services_for and sr.needs_rules(result, services_for) else None)
     return result
 
 

@@ -688,8 +688,9 @@ def analyze(plan, captures, vxlan_ports=None, repeat=None):
     repeated = repeat_.analyse(an, rows, offset, repeat)
     causes = why_.explain(an, rows)
     text, healthy, notes = verdict_.verdict(rows, an.caps, an.plan, why_.refusal(causes), repeated[0] if repeated else None)
-    # what planning had to guess (a pod captured on its bridge, multipath, stale routes) comes first
-    notes[:0] = [str(w) for w in an.plan.get("warnings") or [] if w]
+    # what planning had to guess (a pod captured on its bridge, multipath, stale routes) comes first, then
+    # what the path step could not read (the entry node's kube-proxy rules: a Service traced as a plain address)
+    notes[:0] = [str(w) for w in an.plan.get("warnings") or [] if w] + [str(n) for n in (an.plan.get("path") or {}).get("notes") or [] if n]
     service = an.plan.get("service")
     if service and service.get("backend") and "conntrack" not in service:
         # one backend: the DNAT node's conntrack entry confirms it and says whether it masqueraded

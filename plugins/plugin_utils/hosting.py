@@ -17,6 +17,7 @@ finds nothing, the host names' resolved addresses) - never by contacting a host.
 from __future__ import annotations
 
 from ansible_collections.hoptrace.k8s.plugins.module_utils._netinfo import ROUTING_PROTOCOLS, is_link_local
+from ansible_collections.hoptrace.k8s.plugins.module_utils._service_rules import is_note as is_rules_note
 from ansible_collections.hoptrace.k8s.plugins.module_utils._wireguard import peer_for
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import AddressError, ip_address
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import same_ip as _same
@@ -405,7 +406,8 @@ def trace_path(entry_name, entry, flow, addresses, resolve=None, entry_address=N
         "read": [hosts to read before planning], "deferred": [hosts that resolve their devices
         when their captures start]}``
         where each place is :func:`locate`'s dict plus ``host`` and ``found_by`` (a sentence);
-        ``dst.host`` is None for a destination outside the cluster.
+        ``dst.host`` is None for a destination outside the cluster; ``notes``, the entry's route_info notes
+        about kube-proxy's rules (``_service_rules.is_note``).
     :raises PathError: src is not a pod the routes know; a node IP maps to no or several hosts.
     """
     if not isinstance(entry, dict) or "routes" not in entry:
@@ -415,7 +417,10 @@ def trace_path(entry_name, entry, flow, addresses, resolve=None, entry_address=N
         entry["routes"] = as_routes(entry["routes"])
     except RouteError as exc:
         raise PathError("entry node %s: %s" % (entry_name, exc)) from None
-    result = {"entry": entry_name, "hosts": [], "node_ips": {}, "service": None}
+    # what the entry node could not read of kube-proxy's rules (no tool, a tool that did not answer): the
+    # report's notes say it, since a Service address is then traced as a plain one
+    notes = [n for n in entry.get("notes") or [] if is_rules_note(n)]
+    result = {"entry": entry_name, "hosts": [], "node_ips": {}, "service": None, "notes": notes}
     for what in ("src", "dst"):
         place = locate(entry_name, entry, flow[what])
         if what == "dst" and place["how"] in ("external", "unrouted"):
@@ -468,9 +473,9 @@ def trace_path(entry_name, entry, flow, addresses, resolve=None, entry_address=N
 
 def summary(path, group=None):
     """What the report keeps of the path: the entry, the group (its host count, not its hosts), the
-    path hosts, those not read before planning (``deferred``) and one sentence per pod."""
+    path hosts, those not read before planning (``deferred``), one sentence per pod and the path's notes."""
     out = {"entry": path["entry"], "hosts": list(path["hosts"]), "deferred": list(path.get("deferred") or []),
-           "lines": describe(path)}
+           "lines": describe(path), "notes": list(path.get("notes") or [])}
     if group:
         out["group"] = {"name": group.get("name"), "how": group.get("how"), "hosts": len(group.get("hosts") or [])}
     return out

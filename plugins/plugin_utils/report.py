@@ -208,7 +208,8 @@ def report_from_plan(plan, reason):
         hops.append({"index": h.get("index"), "direction": h.get("direction"), "node": h.get("node"), "interface": h.get("interface"),
                      "role": h.get("role"), "encap": h.get("encap"), "capture": h.get("capture"), "status": "unknown", "packets": None})
     return {"run": plan.get("run") or {}, "src_node": plan.get("src_node"), "dst_node": plan.get("dst_node"), "encap": plan.get("encap"),
-            "healthy": False, "complete": False, "uncertain": True, "hops": hops, "notes": [], "path": plan.get("path"),
+            "healthy": False, "complete": False, "uncertain": True, "hops": hops,
+            "notes": list((plan.get("path") or {}).get("notes") or []), "path": plan.get("path"),
             "verdict": "no verdict: %s" % reason}
 
 

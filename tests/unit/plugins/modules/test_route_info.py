@@ -4,6 +4,7 @@ import socket
 
 import pytest
 
+from ansible_collections.hoptrace.k8s.plugins.module_utils import _service_rules as sr
 from ansible_collections.hoptrace.k8s.plugins.modules import route_info
 
 from .helper import load_cases, run_module
@@ -56,3 +57,14 @@ def test_wireguard_link_carries_its_peers_and_no_private_key():
     assert [(p["public_key_id"], p["endpoint"], p["allowed_ips"]) for p in wg["peers"]] == [
         ("PdJZiNnE", "10.240.0.9:51820", ["172.17.25.192/26", "172.17.25.192/32"])]
     assert "private" not in repr(result)
+
+
+def test_services_for_on_a_node_without_iptables_save_nor_nft_returns_a_note():
+    # the seed node's iproute2 reads (real fixtures), then no kube-proxy tool at all: the address is not a pod's
+    bins = {tool: None for tool in sr.SAVE_TOOLS + sr.SAVE6_TOOLS + ("nft", "ipvsadm")}
+    result, script = run_module(route_info, dict(CASES[0]["input"], services_for="10.96.10.20"), CASES[0]["mocks"]["run_command"],
+                                bins=bins)
+    assert result["service_rules"] is None and not script.steps and not result["failed"]
+    assert result["notes"] == ["kube-proxy's rules were not read on %s: none of iptables-save, iptables-nft-save, "
+                               "iptables-legacy-save, nft is installed; a Service address is traced as a plain address"
+                               % socket.gethostname()]

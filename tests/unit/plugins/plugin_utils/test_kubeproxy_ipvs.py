@@ -1,6 +1,7 @@
 """kube-proxy's IPVS mode (plugin_utils/kubeproxy_ipvs.py) on a real `ipvsadm -L -n` output (source in
 the fixture's header), and a trace's Service found through it."""
 import os
+import subprocess
 
 from test_hosting import INVENTORY, entry
 from test_services import SRC, flow
@@ -41,8 +42,12 @@ def test_a_trace_finds_the_service_through_ipvs_when_iptables_names_none():
     assert path["src"]["address"] == SRC
 
 
+HANG = object()   # a tool that does not answer: a real process that sleeps until it is killed
+
+
 class _Node(object):
-    """What route_info's read_service_rules asks of AnsibleModule: tools found, their outputs."""
+    """What route_info's read_service_rules asks of AnsibleModule: tools found, their outputs (HANG: a
+    process that sleeps 30 s, handed to the caller's before_communicate_callback as run_command does)."""
 
     def __init__(self, outputs):
         self.outputs, self.ran = outputs, []
@@ -50,9 +55,15 @@ class _Node(object):
     def get_bin_path(self, name):
         return "/usr/sbin/" + name if name in self.outputs else None
 
-    def run_command(self, argv, environ_update=None):
+    def run_command(self, argv, environ_update=None, before_communicate_callback=None):
         self.ran.append(argv)
-        return 0, self.outputs[argv[0].rsplit("/", 1)[1]], ""
+        assert environ_update == {"LC_ALL": "C", "LANG": "C"}
+        output = self.outputs[argv[0].rsplit("/", 1)[1]]
+        if output is HANG:
+            proc = subprocess.Popen(["sleep", "30"])
+            before_communicate_callback(proc)
+            return proc.wait(), "", ""
+        return 0, output, ""
 
 
 def test_node_side_reads_ipvsadm_only_with_kube_ipvs0():
