@@ -71,6 +71,8 @@ def test_clusterip_with_a_remote_backend_is_healthy_and_names_it(services, tmp_p
     assert "service: " + svc["line"] in " ".join(out.split())
     for hop in report["hops"]:
         assert ("SYN" if hop["direction"] == "request" else "SYN+ACK") in hop["summary"], hop
+    # node-a's iptables-save answered within its 2 s bound: no note about kube-proxy's rules, in the path or the report
+    assert report["path"]["notes"] == [] and not [n for n in report["notes"] if n.startswith("kube-proxy's")]
     assert node_leftovers() == {}
 
 
