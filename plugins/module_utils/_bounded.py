@@ -15,6 +15,7 @@ __metaclass__ = type  # noqa: UP001 - ansible-test boilerplate
 
 import threading
 
+# the C locale for every tool whose output is parsed (one definition for the node-side code)
 LC_ENV = {'LC_ALL': 'C', 'LANG': 'C'}
 
 

@@ -24,8 +24,7 @@ import time
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _capture_files as cf
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _tcpdump as td
 from ansible_collections.hoptrace.k8s.plugins.module_utils._tcpdump import CaptureFailed
-
-LC_ENV = {'LC_ALL': 'C', 'LANG': 'C'}
+from ansible_collections.hoptrace.k8s.plugins.module_utils._bounded import LC_ENV
 
 
 def public(state, keys=('id', 'pid', 'file', 'interface', 'filter', 'snaplen', 'count', 'link_type',

@@ -30,11 +30,11 @@ from ansible_collections.hoptrace.k8s.plugins.module_utils import _conntrack as 
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _kstats as ks
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _links as lk
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _netfilter as nf
+from ansible_collections.hoptrace.k8s.plugins.module_utils._bounded import LC_ENV
 
 TIMEOUT = 2.0          # seconds for a whole snapshot
 RULES_MAX = 32         # rules in a delta (the most packets first)
 ROUTES_MAX = 8
-LC_ENV = {'LC_ALL': 'C', 'LANG': 'C'}
 # (source, tools to try in order): a family read by neither tool gets a note
 SAVERS = (('iptables-legacy', ('iptables-legacy-save',)), ('iptables-nft', ('iptables-nft-save',)),
           ('ip6tables-legacy', ('ip6tables-legacy-save',)), ('ip6tables-nft', ('ip6tables-nft-save',)))

@@ -20,8 +20,7 @@ import ipaddress
 import json
 
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _netinfo as ni
-
-LC_ENV = {'LC_ALL': 'C', 'LANG': 'C'}
+from ansible_collections.hoptrace.k8s.plugins.module_utils._bounded import LC_ENV
 
 
 def check_select(select):

@@ -272,8 +272,7 @@ from ansible_collections.hoptrace.k8s.plugins.module_utils import _netinfo as ni
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _service_rules as sr
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _validate as v
 from ansible_collections.hoptrace.k8s.plugins.module_utils import _wireguard as wgd
-
-LC_ENV = {'LC_ALL': 'C', 'LANG': 'C'}
+from ansible_collections.hoptrace.k8s.plugins.module_utils._bounded import LC_ENV
 
 
 def argspec():
