@@ -593,6 +593,17 @@ def _analyze_unsnat(plan, captures, vxlan_ports, repeat):
     return report
 
 
+def _backend_node(service, plan):
+    """`` on NODE`` for the verdict: the backend's node, which a NodePort forwarded back to the source pod's
+    node calls so (its hops there come after the node addressed)."""
+    node = service["backend"].get("node")
+    if not node:
+        return ""
+    if service.get("kind") == "nodeport" and node == plan.get("src_node") and node != service.get("dnat_on"):
+        return " on %s, the source pod's own node" % node
+    return " on %s" % node
+
+
 _SUMMED = ("records", "matched", "other", "undecodable", "snaplen_cut")
 
 
@@ -708,13 +719,14 @@ def analyze(plan, captures, vxlan_ports=None, repeat=None):
         text = "%s was DNATed by kube-proxy on %s to %s%s%s; %s" % (
             service_text.hostport(service["address"], service["port"]), service.get("dnat_on"),
             service_text.hostport(backend["ip"], backend["port"]),
-            " on %s" % backend["node"] if backend.get("node") else "", verdict_.masqueraded(service, rows), text)
+            _backend_node(service, an.plan), verdict_.masqueraded(service, rows), text)
     elif service and service.get("kind") == "nodeport" and service["backend"].get("node") not in (None, service.get("dnat_on")):
-        # a healthy NodePort forwarded to a third node: the verdict says where the flow went after the node addressed
+        # a healthy NodePort forwarded to another node (a third one, or back to the source's): the verdict says
+        # where the flow went after the node addressed
         backend = service["backend"]
-        text = "%s; %s was DNATed by kube-proxy on %s to %s on %s%s" % (
+        text = "%s; %s was DNATed by kube-proxy on %s to %s%s%s" % (
             text, service_text.hostport(service["address"], service["port"]), service.get("dnat_on"),
-            service_text.hostport(backend["ip"], backend["port"]), backend["node"],
+            service_text.hostport(backend["ip"], backend["port"]), _backend_node(service, an.plan),
             " and masqueraded to %s" % service["snat_to"] if service.get("snat_to") else "")
     directions = {}
     for d, name in enumerate(DIRECTIONS):

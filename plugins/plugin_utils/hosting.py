@@ -357,11 +357,11 @@ def _node_host(address, addresses):
         return None
 
 
-def _nodeport_place(entry_name, entry, service, node_host, place, addresses, resolve, src_host=None):
+def _nodeport_place(entry_name, entry, service, node_host, place, addresses, resolve):
     """A NodePort: the node that owns the address DNATs (and masquerades) to its one endpoint, a pod of
-    that node or of a third one (externalTrafficPolicy Cluster: the node forwards to the endpoint's node
-    with the source masqueraded to its own address). Returns ``(place of the node addressed, place of the
-    backend or None when it is that node's own pod)``."""
+    that node, of a third one or of the source pod's own node (externalTrafficPolicy Cluster: the node
+    forwards to the endpoint's node with the source masqueraded to its own address). Returns ``(place of
+    the node addressed, place of the backend or None when it is that node's own pod)``."""
     if len(service["endpoints"]) != 1:
         count = "%d endpoints" % len(service["endpoints"]) if service["endpoints"] else "no endpoints"
         raise PathError(
@@ -369,12 +369,6 @@ def _nodeport_place(entry_name, entry, service, node_host, place, addresses, res
             "endpoint itself with -e dst=IP -e port=PORT" % (hostport(service["address"], service["port"]), service["service"], count))
     endpoint = service["endpoints"][0]
     backend = _endpoint_place(entry_name, entry, service, endpoint, addresses, resolve)
-    if backend["host"] is not None and backend["host"] == src_host and backend["host"] != node_host:
-        raise PathError(
-            "NodePort %s (%s) DNATs on %s to %s on %s, the source pod's own node; a NodePort whose endpoint "
-            "is on the source's node is not traced yet: trace the endpoint itself with -e dst=%s -e port=%s"
-            % (hostport(service["address"], service["port"]), service["service"], node_host, hostport(endpoint["ip"], endpoint["port"]),
-               backend["host"], endpoint["ip"], endpoint["port"]))
     service["backend"] = dict(endpoint)
     service["dnat_on"] = node_host
     service["chosen_by"] = "the Service's only endpoint"
@@ -433,10 +427,10 @@ def trace_path(entry_name, entry, flow, addresses, resolve=None, entry_address=N
                 raise PathError(str(exc)) from None
             result["service"] = service
             if service and service["kind"] == "nodeport":
-                place, remote = _nodeport_place(entry_name, entry, service, node_host, place, addresses, resolve,
-                                                result["src"]["host"])
+                place, remote = _nodeport_place(entry_name, entry, service, node_host, place, addresses, resolve)
                 if remote is not None:
-                    # the endpoint's node comes after the node addressed: hosts [source, NodePort, backend]
+                    # the endpoint's node comes after the node addressed: hosts [source, NodePort, backend], or
+                    # [source, NodePort] when the backend is a pod of the source's own node (it comes back there)
                     _add_host(result, dict(place, found_by=None), entry_name, entry, entry_address)
                     _add_host(result, remote, entry_name, entry, entry_address)
             elif service and service["endpoints"]:
@@ -463,9 +457,11 @@ def trace_path(entry_name, entry, flow, addresses, resolve=None, entry_address=N
     on_path = entry_name in result["hosts"]
     result["read"] = [] if on_path else list(result["hosts"])
     result["deferred"] = [h for h in result["hosts"] if h != entry_name] if on_path else []
-    if result["service"] and result["service"]["kind"] == "nodeport" and len(result["hosts"]) > 2:
-        # a NodePort forwarded to a third node: the filters after the masquerade need the NodePort node's own
-        # address toward the backend (its tunnel device's), and its route to the backend, so both are read
+    service = result["service"]
+    if service and service["kind"] == "nodeport" and service["backend"].get("host") not in (None, service["dnat_on"]):
+        # a NodePort forwarded to another node (a third one or the source's): the filters after the masquerade
+        # need the NodePort node's own address toward the backend (its tunnel device's), and its route to the
+        # backend, so it is read, as is the backend's node when it is not the entry
         result["read"] = [h for h in result["hosts"] if h != entry_name]
         result["deferred"] = []
     return result

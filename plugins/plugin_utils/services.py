@@ -239,13 +239,17 @@ def _leg_hops(builder, direction, leg, a_name, b_name, hop_flow, after_dnat):
 
 
 def _remote_nodeport_plan(nodes, flow, service, warnings, src_node, src_veth, unread):
-    """A NodePort whose endpoint is a pod of a third node (externalTrafficPolicy Cluster): the source pod's
+    """A NodePort whose endpoint is a pod of another node (externalTrafficPolicy Cluster): the source pod's
     veth and egress device, the node addressed (B) receiving ``node IP:nodePort`` on its underlay, B's way to
     the backend's node (C) as B routes the backend - after B's DNAT and masquerade, so those hops are
     filtered on ``B's masquerade address -> backend:targetPort`` - C's devices and the backend's veth; the
     answer the mirror to B, then B's way back to the source pod after the un-DNAT (the pod network's tunnel).
     Every capture that sees the translated packets carries ``unsnat``; the hops that see them are marked
-    ``after_dnat`` (a device of B sees both kinds: plugin_utils/analysis.py splits its capture)."""
+    ``after_dnat`` (a device of B sees both kinds: plugin_utils/analysis.py splits its capture).
+
+    C may be the source pod's own node A (the endpoint is A's pod): the request leaves A plain to B and
+    comes back after B's DNAT, so A's NIC and tunnel, like B's, see the flow before and after it, and the
+    plan's destination node is A again."""
     target, backend = service["dnat_on"], service["backend"]
     far = backend["host"]
     missing = [name for name in (target, far) if name not in nodes]

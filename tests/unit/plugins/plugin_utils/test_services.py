@@ -260,13 +260,8 @@ def test_a_nodeports_answer_over_wireguard_is_filtered_on_the_devices_listen_por
     assert "51820" not in caps["worker-a/eth0"]["filter"]
 
 
-def test_a_nodeport_whose_endpoint_is_on_the_source_node_or_several_is_refused():
-    # the endpoint is a pod of the source's own node: kube-proxy on worker-b would send it back to worker-a
-    rules = LAB.replace("172.17.25.193:443", "172.17.25.66:443")
-    with pytest.raises(PathError, match=r"^NodePort 10.240.0.9:30443 \(default/web-nodeport\) DNATs on worker-b to 172.17.25.66:443 on "
-                                        r"worker-a, the source pod's own node; a NodePort whose endpoint is on the source's node is "
-                                        r"not traced yet: trace the endpoint itself with -e dst=172.17.25.66 -e port=443$"):
-        trace_path("worker-a", entry(service_rules={"text": rules}), flow("10.240.0.9", 30443), INVENTORY)
+def test_a_nodeport_with_several_endpoints_is_refused():
+    # (one endpoint on the source pod's own node is traced: test_nodeport_hairpin.py)
     sep = "-A KUBE-SVC-OBTREKPB7UR4IIGU -m comment --comment \"default/web-nodeport:https -> 172.17.25.193:443\" -j KUBE-SEP-ZIG3EPOSSQEQ7FYE"
     assert sep in LAB
     two = LAB.replace(sep, sep.replace(" -j ", " -m statistic --mode random --probability 0.50000000000 -j ") + "\n" +
