@@ -74,7 +74,9 @@ options:
       - A NodePort (C(kind) nodeport) is planned through the node addressed (C(dnat_on)); when its endpoint is a
         pod of a third node, both nodes' route_info results are needed, and the hops after the DNAT (C(after_dnat))
         are filtered on the node's masquerade address and the endpoint's address and port, their captures
-        carrying C(unsnat).
+        carrying C(unsnat). An endpoint that is a pod of the source's own node is planned the same way, the
+        request coming back to that node after the DNAT (its NIC and tunnel then serve hops before and after it;
+        C(dst_node) is the source's node).
     type: dict
     version_added: 0.2.0
 notes:

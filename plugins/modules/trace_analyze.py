@@ -27,12 +27,15 @@ description:
     the verdict says it is incomplete; kernel drops reported by tcpdump make it uncertain.
   - Across two nodes the clock offset is estimated from the flow itself (request/response
     symmetry on the underlay hops) and delays are corrected, which the report says; not for a path
-    through a third node (a NodePort forwarded to its endpoint's node), where no underlay leg joins them.
+    through a third node (a NodePort forwarded to its endpoint's node), where no underlay leg joins them, nor
+    for a NodePort forwarded back to the source's node (the plan's two nodes are then the same).
   - A NodePort forwarded to an endpoint on another node - the plan's C(unsnat) captures of the node
     addressed that also see the flow before its DNAT - is analysed in two halves, the packets before and
     after the DNAT each matched with their own hops; a healthy verdict then says where the flow went
     (C(every hop saw the request and the response; 10.240.0.9:30444 was DNATed by kube-proxy on node-b to
-    172.17.26.1:443 on node-c and masqueraded to 172.17.25.192)).
+    172.17.26.1:443 on node-c and masqueraded to 172.17.25.192)). An endpoint on the source pod's own node
+    is said so (C(... to 172.17.25.66:443 on node-a, the source pod's own node, and masqueraded to ...)); its
+    NIC and tunnel, which also see the flow before and after the DNAT, are split the same way.
   - Writes C(report.json), C(report.md) and C(trace.pcapng) (one interface per capture, named
     like C(node-b/tunl0)) into O(output_dir).
   - Also writes C(report.html) there, one self-contained page (no script, nothing fetched) with the

@@ -50,6 +50,9 @@ SERVICES = (
     # externalTrafficPolicy Cluster with the one endpoint on node-c (a lab of 3 nodes or more): every node
     # DNATs its nodePort to node-c's first pod and masquerades (tests/e2e/test_nodeport_remote_lab.py)
     ("default/web-remote", "https", "10.96.10.60", 443, 30444, [("172.17.26.1", 443)]),
+    # the one endpoint is node-a's second pod: from node-a's first pod, node-b's nodePort sends the request
+    # back to node-a, masqueraded (tests/e2e/test_nodeport_hairpin_lab.py)
+    ("default/web-back", "https", "10.96.10.70", 443, 30445, [("172.17.25.66", 443)]),
 )
 
 

@@ -112,3 +112,26 @@ def test_a_dual_stack_lab_without_node_c_has_no_ipv6_endpoint_for_the_remote_nod
     assert ("-A KUBE-SERVICES -d fd00:10:96::3c/128 -p tcp -m comment --comment \"default/web-remote:https has no endpoints\" -m tcp "
             "--dport 443 -j REJECT --reject-with icmp6-port-unreachable") in text.splitlines()
     assert 'fd00:10:96::3c . tcp . 443 comment "default/web-remote:https" : goto reject-chain' in kubeproxy_nft.ruleset(6, IP6_OF)
+
+
+def test_the_nodeport_back_to_node_a_sends_every_nodes_nodeport_to_node_as_second_pod():
+    # default/web-back: KUBE-NODEPORTS -> KUBE-EXT (masquerade mark) -> KUBE-SVC -> KUBE-SEP DNAT to node-a's 172.17.25.66,
+    # the nft table's service-nodeports map the same (tests/e2e/test_nodeport_hairpin_lab.py)
+    text, chains = kubeproxy.rules()
+    ext, svc, sep = (kubeproxy.ext_chain("default/web-back:https"), kubeproxy.svc_chain("default/web-back:https"),
+                     kubeproxy.sep_chain("default/web-back:https", "172.17.25.66:443"))
+    assert (ext, svc, sep) == ("KUBE-EXT-D6MBUFHWTJ4572GB", "KUBE-SVC-D6MBUFHWTJ4572GB", "KUBE-SEP-VZFNCAGBZ4JGSTKT")
+    lines = text.splitlines()
+    for line in ['-A KUBE-NODEPORTS -p tcp -m comment --comment "default/web-back:https" -m tcp --dport 30445 -j %s' % ext,
+                 '-A %s -m comment --comment "masquerade traffic for default/web-back:https external destinations" '
+                 '-j KUBE-MARK-MASQ' % ext, "-A %s -j %s" % (ext, svc),
+                 '-A %s -m comment --comment "default/web-back:https -> 172.17.25.66:443" -j %s' % (svc, sep),
+                 '-A %s -p tcp -m comment --comment "default/web-back:https" -m tcp -j DNAT --to-destination 172.17.25.66:443' % sep]:
+        assert line in lines
+    assert {ext, svc, sep} <= set(chains)
+    nft = kubeproxy_nft.ruleset()
+    assert "tcp . 30445 : goto external-45C3SDCL-default/web-back/tcp/https" in nft
+    assert "numgen random mod 1 vmap { 0 : goto endpoint-TXZAPOJ4-default/web-back/tcp/https__172.17.25.66/443 }" in nft
+    # a dual-stack lab: node-a's second pod has an IPv6 address, the Service an IPv6 endpoint
+    back = next(s for s in kubeproxy.services(IP6_OF) if s["name"] == "default/web-back")
+    assert (back["cluster_ip6"], back["endpoints6"]) == ("fd00:10:96::46", ["[fd00:10:244::42]:443"])
