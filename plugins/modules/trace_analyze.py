@@ -34,7 +34,7 @@ description:
     after the DNAT each matched with their own hops; a healthy verdict then says where the flow went
     (C(every hop saw the request and the response; 10.240.0.9:30444 was DNATed by kube-proxy on node-b to
     172.17.26.1:443 on node-c and masqueraded to 172.17.25.192)). An endpoint on the source pod's own node
-    is said so (C(... to 172.17.25.66:443 on node-a, the source pod's own node, and masqueraded to ...)); its
+    is said so (C(... to 172.17.25.66:443 on node-a (the source pod's own node) and masqueraded to ...)); its
     NIC and tunnel, which also see the flow before and after the DNAT, are split the same way.
   - Writes C(report.json), C(report.md) and C(trace.pcapng) (one interface per capture, named
     like C(node-b/tunl0)) into O(output_dir).

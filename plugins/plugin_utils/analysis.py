@@ -600,7 +600,7 @@ def _backend_node(service, plan):
     if not node:
         return ""
     if service.get("kind") == "nodeport" and node == plan.get("src_node") and node != service.get("dnat_on"):
-        return " on %s, the source pod's own node" % node
+        return " on %s (the source pod's own node)" % node
     return " on %s" % node
 
 

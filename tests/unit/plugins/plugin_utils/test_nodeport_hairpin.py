@@ -163,7 +163,7 @@ def test_analysis_sees_every_hop_of_a_healthy_flow_and_names_the_backend_on_the_
         (d, n, i, "seen", 4 if d == "request" else 3) for d, n, i, _r, _e, _a in HOPS]
     assert rep["healthy"] is True
     assert rep["verdict"] == ("every hop saw the request and the response; 10.240.0.9:30443 was DNATed by kube-proxy on worker-b "
-                              "to 172.17.25.66:443 on worker-a, the source pod's own node")
+                              "to 172.17.25.66:443 on worker-a (the source pod's own node)")
     # worker-a's and worker-b's NICs and tunnels are one capture each again in the report, with the files as captured
     caps = {c["key"]: c for c in rep["captures"]}
     assert list(caps) == [c["key"] for c in plan["captures"]]
@@ -185,7 +185,7 @@ def test_analysis_localises_a_drop_on_the_way_back_into_the_source_node(tmp_path
                         ("request", 5, "worker-b", "eth0", "seen"), ("request", 6, "worker-a", "eth0", "seen"),
                         ("request", 7, "worker-a", "tunl0", "LOST"), ("request", 8, "worker-a", BACK_VETH, "LOST")]
     assert rep["verdict"].startswith(
-        "10.240.0.9:30443 was DNATed by kube-proxy on worker-b to 172.17.25.66:443 on worker-a, the source pod's own node; "
+        "10.240.0.9:30443 was DNATed by kube-proxy on worker-b to 172.17.25.66:443 on worker-a (the source pod's own node); "
         "request reached worker-a eth0 and was not seen on worker-a tunl0"), rep["verdict"]
     assert rep["directions"]["request"]["stopped_at"] == "worker-a tunl0"
 
