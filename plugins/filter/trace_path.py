@@ -80,7 +80,8 @@ _value:
       vxlan, wireguard, external or unrouted - C(node_ip), C(host), C(evidence), the route that says so,
       and C(found_by), a sentence), C(hosts) (the 1-2 hosts on the path, source first;
       3 for a NodePort whose endpoint is on a third node - the source's, the node addressed, the endpoint's;
-      2 again, the source's and the node addressed, when that endpoint is a pod of the source's own node),
+      2 again, the source's and the node addressed, when that endpoint is a pod of the source's own node;
+      with several NodePort endpoints, each endpoint's node too),
       C(read) and C(deferred) (the hosts read before planning, and those that resolve their devices when
       their captures start), C(service) (the Service behind dst, or null), C(notes) (the entry's route_info
       notes about kube-proxy's rules, such as none of its tools installed), C(node_ips)

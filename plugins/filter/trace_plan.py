@@ -76,7 +76,8 @@ options:
         are filtered on the node's masquerade address and the endpoint's address and port, their captures
         carrying C(unsnat). An endpoint that is a pod of the source's own node is planned the same way, the
         request coming back to that node after the DNAT (its NIC and tunnel then serve hops before and after it;
-        C(dst_node) is the source's node).
+        C(dst_node) is the source's node). With several endpoints, one such plan per endpoint is a candidate
+        (C(candidates), each with its own C(captures)), as for a ClusterIP.
     type: dict
     version_added: 0.2.0
 notes:
@@ -122,6 +123,12 @@ def trace_plan(nodes, src=None, dst=None, proto=None, port=None, flow=None, node
     try:
         if service and service.get("kind") == "nodeport" and service.get("backend"):
             return nodeport_plan(nodes, validate_flow(src, dst, proto or "tcp", port), service)
+        if service and service.get("kind") == "nodeport" and service.get("endpoints"):
+            # several endpoints: one NodePort plan per candidate (each its own 2- or 3-node path), the analysis
+            # picks the one the packets took and the node addressed's conntrack names
+            given = validate_flow(src, dst, proto or "tcp", port)
+            plans = [nodeport_plan(nodes, given, dict(service, backend=dict(e), chosen_by=None)) for e in service["endpoints"]]
+            return merge_candidates(plans, service)
         if service and service.get("endpoints"):
             # the hops after the source node's DNAT go to the backend; the source veth sees the Service
             # address. Several endpoints: one plan per candidate, the analysis picks the one the packets took

@@ -517,10 +517,14 @@ class Analysis(object):
 
 
 def _candidate_score(plan, captures, vxlan_ports):
-    """How far the flow got on one candidate backend's hops: hops that saw it, past the source veth."""
-    an = Analysis(plan, captures, vxlan_ports)
-    an.scan_all()
-    rows = an.hop_rows()
+    """How far the flow got on one candidate backend's hops: hops that saw it, past the source veth (a
+    NodePort's candidate: on its captures rewritten back from its backend, as its report would be)."""
+    if any(c.get("unsnat") for c in plan.get("captures") or []):
+        rows = _analyze_unsnat(plan, captures, vxlan_ports, None)["hops"]
+    else:
+        an = Analysis(plan, captures, vxlan_ports)
+        an.scan_all()
+        rows = an.hop_rows()
     return sum(1 for r in rows if r["packets"] and not (r["direction"] == "request" and r["index"] == 1)
                and not (r["direction"] == "response" and r["role"] == "src-veth"))
 

@@ -360,13 +360,22 @@ def _node_host(address, addresses):
 def _nodeport_place(entry_name, entry, service, node_host, place, addresses, resolve):
     """A NodePort: the node that owns the address DNATs (and masquerades) to its one endpoint, a pod of
     that node, of a third one or of the source pod's own node (externalTrafficPolicy Cluster: the node
-    forwards to the endpoint's node with the source masqueraded to its own address). Returns ``(place of
-    the node addressed, place of the backend or None when it is that node's own pod)``."""
-    if len(service["endpoints"]) != 1:
-        count = "%d endpoints" % len(service["endpoints"]) if service["endpoints"] else "no endpoints"
+    forwards to the endpoint's node with the source masqueraded to its own address), or several (at most
+    services.MAX_ENDPOINTS), each a candidate. Returns ``(place of the node addressed, [the places of the
+    endpoints on other nodes than it]``; with several endpoints every endpoint's place)."""
+    if not service["endpoints"]:
         raise PathError(
-            "NodePort %s (%s) has %s; tracing a NodePort follows one endpoint: trace the "
-            "endpoint itself with -e dst=IP -e port=PORT" % (hostport(service["address"], service["port"]), service["service"], count))
+            "NodePort %s (%s) has no endpoints; tracing a NodePort follows its endpoints: trace the "
+            "endpoint itself with -e dst=IP -e port=PORT" % (hostport(service["address"], service["port"]), service["service"]))
+    if len(service["endpoints"]) > 1:
+        # kube-proxy on the node addressed picks one per connection: every endpoint is a candidate, each its
+        # own path (services.nodeport_plan), and the captures and that node's conntrack tell which it took
+        places = [_endpoint_place(entry_name, entry, service, e, addresses, resolve) for e in service["endpoints"]]
+        service["dnat_on"] = node_host
+        place = dict(place, how="nodeport", host=node_host, node_ip=service["address"],
+                     found_by="the NodePort's node %s (%s); endpoints %s" % (node_host, service["address"], ", ".join(
+                         "%s on %s" % (hostport(e["ip"], e["port"]), e.get("host")) for e in service["endpoints"])))
+        return place, places
     endpoint = service["endpoints"][0]
     backend = _endpoint_place(entry_name, entry, service, endpoint, addresses, resolve)
     service["backend"] = dict(endpoint)
@@ -377,7 +386,7 @@ def _nodeport_place(entry_name, entry, service, node_host, place, addresses, res
     place = dict(place, how="nodeport", host=node_host, node_ip=service["address"],
                  found_by="the NodePort's node %s (%s); backend %s %s (%s)" % (
                      node_host, service["address"], hostport(endpoint["ip"], endpoint["port"]), there, backend["found_by"]))
-    return place, (backend if remote else None)
+    return place, ([backend] if remote else [])
 
 
 def _endpoint_place(entry_name, entry, service, endpoint, addresses, resolve):
@@ -428,11 +437,12 @@ def trace_path(entry_name, entry, flow, addresses, resolve=None, entry_address=N
             result["service"] = service
             if service and service["kind"] == "nodeport":
                 place, remote = _nodeport_place(entry_name, entry, service, node_host, place, addresses, resolve)
-                if remote is not None:
+                if remote:
                     # the endpoint's node comes after the node addressed: hosts [source, NodePort, backend], or
                     # [source, NodePort] when the backend is a pod of the source's own node (it comes back there)
                     _add_host(result, dict(place, found_by=None), entry_name, entry, entry_address)
-                    _add_host(result, remote, entry_name, entry, entry_address)
+                    for other in remote:
+                        _add_host(result, other, entry_name, entry, entry_address)
             elif service and service["endpoints"]:
                 places = [_endpoint_place(entry_name, entry, service, e, addresses, resolve) for e in service["endpoints"]]
                 place = places[0]
@@ -458,7 +468,7 @@ def trace_path(entry_name, entry, flow, addresses, resolve=None, entry_address=N
     result["read"] = [] if on_path else list(result["hosts"])
     result["deferred"] = [h for h in result["hosts"] if h != entry_name] if on_path else []
     service = result["service"]
-    if service and service["kind"] == "nodeport" and service["backend"].get("host") not in (None, service["dnat_on"]):
+    if service and service["kind"] == "nodeport" and any(e.get("host") not in (None, service["dnat_on"]) for e in service["endpoints"]):
         # a NodePort forwarded to another node (a third one or the source's): the filters after the masquerade
         # need the NodePort node's own address toward the backend (its tunnel device's), and its route to the
         # backend, so it is read, as is the backend's node when it is not the entry
@@ -484,7 +494,11 @@ def describe(path):
         place = path[what]
         if what == "dst" and path.get("service"):
             svc = path["service"]
-            if svc["kind"] == "nodeport":
+            if svc["kind"] == "nodeport" and not svc["backend"]:
+                ends = "NodePort of %s, endpoints %s" % (place["host"], ", ".join(
+                    "%s %s" % (hostport(e["ip"], e["port"]), "there" if e.get("host") == place["host"] else "on %s" % e.get("host"))
+                    for e in svc["endpoints"]))
+            elif svc["kind"] == "nodeport":
                 backend_host = svc["backend"].get("host")
                 there = "on %s" % backend_host if backend_host and backend_host != place["host"] else "there"
                 ends = "NodePort of %s, backend %s %s" % (place["host"], hostport(svc["backend"]["ip"], svc["backend"]["port"]), there)

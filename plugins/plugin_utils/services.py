@@ -60,10 +60,10 @@ def service_of(entry_name, entry, flow, local=False):
     endpoints = found["endpoints"]
     if len(endpoints) > MAX_ENDPOINTS:
         raise ServiceError(
-            "%s has %d endpoints (%s, ...); kube-proxy's DNAT on the source node picks one at random per connection "
+            "%s has %d endpoints (%s, ...); kube-proxy's DNAT on the %s picks one at random per connection "
             "and a trace captures on the nodes of at most %d candidates: trace an endpoint with -e dst=IP -e port=PORT"
             % (_text(found), len(endpoints), ", ".join(hostport(e["ip"], e["port"]) for e in endpoints[:MAX_ENDPOINTS]),
-               MAX_ENDPOINTS)
+               "node addressed" if found.get("kind") == "nodeport" else "source node", MAX_ENDPOINTS)
         )
     if len(endpoints) == 1:
         found["backend"] = dict(endpoints[0])
@@ -112,10 +112,14 @@ def merge_candidates(plans, service):
             elif capture.get("filter") and capture["filter"] != captures[key].get("filter"):
                 captures[key]["filter"] = any_of([captures[key]["filter"], capture["filter"]])
     merged = dict(plans[0])
+    for key in order:
+        # a NodePort's candidates rewrite their own captures (each its backend): each keeps its own list
+        captures[key].pop("unsnat", None)
     merged["captures"] = [captures[key] for key in order]
     merged["warnings"] = [w for plan in plans for w in plan.get("warnings") or []]
     merged["candidates"] = [
-        {k: plan.get(k) for k in ("run", "src_node", "dst_node", "encap", "response_encap", "hops", "service")}
+        dict({k: plan.get(k) for k in ("run", "src_node", "dst_node", "encap", "response_encap", "hops", "service")},
+             **({"captures": plan["captures"]} if any(c.get("unsnat") for c in plan["captures"]) else {}))
         for plan in plans
     ]
     merged["service"] = dict(merged["service"], backend=None, chosen_by=None,

@@ -94,3 +94,35 @@ def test_a_drop_on_the_way_back_into_the_source_node_is_localised(services, tmp_
     assert rows[7][4] == "LOST" and {r[4] for r in rows[8:]} == {"none"}
     assert report["directions"]["request"]["stopped_at"] == "node-a tunl0"
     assert node_leftovers(NODES) == {}
+
+
+# default/web-pair, nodePort 30446: node-b's own pod 172.17.25.193 and node-a's second pod; node-b's kube-proxy
+# picks one per connection, the captures and node-b's conntrack entry say which
+PAIR_PORT, B2_VETH = 30446, "cali77a38a64072"
+LOCAL_ROWS = [("request", 1, "node-a", SRC_VETH, "seen"), ("request", 2, "node-a", "eth0", "seen"),
+              ("request", 3, "node-b", "eth0", "seen"), ("request", 4, "node-b", B2_VETH, "seen"),
+              ("response", 1, "node-b", B2_VETH, "seen"), ("response", 2, "node-b", "tunl0", "seen"),
+              ("response", 3, "node-b", "eth0", "seen"), ("response", 4, "node-a", "eth0", "seen"),
+              ("response", 5, "node-a", "tunl0", "seen"), ("response", 6, "node-a", SRC_VETH, "seen")]
+
+
+def test_a_nodeport_with_two_endpoints_follows_the_one_node_b_picked(services, tmp_path):
+    rc, out, report = trace(tmp_path, "-e", "src=%s" % SRC, "-e", "dst=%s" % NODE_B, "-e", "dport=%d" % PAIR_PORT)
+    assert rc == 0, out[-3000:]
+    svc = report["service"]
+    assert (svc["name"], svc["endpoints"], svc["dnat_on"]) == ("default/web-pair", ["172.17.25.193:443", BACKEND + ":443"], "node-b")
+    (entry,) = svc["conntrack"]["entries"]
+    o, r = entry["orig"], entry["reply"]
+    chosen, other = (r["src"], BACKEND if r["src"] == "172.17.25.193" else "172.17.25.193")
+    assert svc["backend"]["ip"] == chosen
+    if chosen == BACKEND:           # back to node-a: masqueraded to node-b's tunl0 address
+        assert (hop_rows(report), svc["snat_to"], svc["backend"]["node"]) == (ROWS, MASQ, "node-a")
+        assert report["verdict"] == ("every hop saw the request and the response; 10.240.0.9:30446 was DNATed by kube-proxy on node-b "
+                                     "to 172.17.25.66:443 on node-a (the source pod's own node) and masqueraded to 172.17.25.192")
+    else:                           # node-b's own pod: masqueraded to node-b's address
+        assert (hop_rows(report), svc["snat_to"], svc["backend"]["node"]) == (LOCAL_ROWS, NODE_B, "node-b")
+        assert report["verdict"] == "every hop saw the request and the response"
+    assert svc["chosen_by"] == (
+        "conntrack on node-b: %s:%d -> 10.240.0.9:30446 was DNATed to %s:443 and masqueraded to %s:%d; the captures agree: its hops "
+        "saw the flow after the DNAT, those of %s:443 did not" % (SRC, o["sport"], chosen, svc["snat_to"], r["dport"], other))
+    assert node_leftovers(NODES) == {}

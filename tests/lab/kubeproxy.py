@@ -53,6 +53,8 @@ SERVICES = (
     # the one endpoint is node-a's second pod: from node-a's first pod, node-b's nodePort sends the request
     # back to node-a, masqueraded (tests/e2e/test_nodeport_hairpin_lab.py)
     ("default/web-back", "https", "10.96.10.70", 443, 30445, [("172.17.25.66", 443)]),
+    # two endpoints behind one nodePort: node-b's own pod and node-a's second pod; node-b picks one per connection
+    ("default/web-pair", "https", "10.96.10.80", 443, 30446, [("172.17.25.193", 443), ("172.17.25.66", 443)]),
 )
 
 

@@ -260,19 +260,6 @@ def test_a_nodeports_answer_over_wireguard_is_filtered_on_the_devices_listen_por
     assert "51820" not in caps["worker-a/eth0"]["filter"]
 
 
-def test_a_nodeport_with_several_endpoints_is_refused():
-    # (one endpoint on the source pod's own node is traced: test_nodeport_hairpin.py)
-    sep = "-A KUBE-SVC-OBTREKPB7UR4IIGU -m comment --comment \"default/web-nodeport:https -> 172.17.25.193:443\" -j KUBE-SEP-ZIG3EPOSSQEQ7FYE"
-    assert sep in LAB
-    two = LAB.replace(sep, sep.replace(" -j ", " -m statistic --mode random --probability 0.50000000000 -j ") + "\n" +
-                      sep.replace("ZIG3EPOSSQEQ7FYE", "WEB2WEB2WEB2WEB2"))
-    two = two.replace(":KUBE-SEP-ZIG3EPOSSQEQ7FYE - [0:0]", ":KUBE-SEP-ZIG3EPOSSQEQ7FYE - [0:0]\n:KUBE-SEP-WEB2WEB2WEB2WEB2 - [0:0]\n"
-                      "-A KUBE-SEP-WEB2WEB2WEB2WEB2 -p tcp -m tcp -j DNAT --to-destination 172.17.25.239:443")
-    with pytest.raises(PathError, match=r"^NodePort 10.240.0.9:30443 \(default/web-nodeport\) has 2 endpoints; tracing a NodePort "
-                                        r"follows one endpoint: trace the endpoint itself"):
-        trace_path("worker-a", entry(service_rules={"text": two}), flow("10.240.0.9", 30443), INVENTORY)
-
-
 def test_unsnat_maps_the_masqueraded_port_back_by_the_syn_sequence(tmp_path):
     from ansible_collections.hoptrace.k8s.plugins.plugin_utils import decode as dec
     from ansible_collections.hoptrace.k8s.plugins.plugin_utils import unsnat
