@@ -468,10 +468,12 @@ def trace_path(entry_name, entry, flow, addresses, resolve=None, entry_address=N
     result["read"] = [] if on_path else list(result["hosts"])
     result["deferred"] = [h for h in result["hosts"] if h != entry_name] if on_path else []
     service = result["service"]
-    if service and service["kind"] == "nodeport" and any(e.get("host") not in (None, service["dnat_on"]) for e in service["endpoints"]):
+    if service and service["kind"] == "nodeport" and (
+            len(service["endpoints"]) > 1 or any(e.get("host") not in (None, service["dnat_on"]) for e in service["endpoints"])):
         # a NodePort forwarded to another node (a third one or the source's): the filters after the masquerade
         # need the NodePort node's own address toward the backend (its tunnel device's), and its route to the
-        # backend, so it is read, as is the backend's node when it is not the entry
+        # backend, so it is read, as is the backend's node when it is not the entry; with several endpoints too
+        # (each candidate keeps its own captures, which a node resolving its devices later would not fill in)
         result["read"] = [h for h in result["hosts"] if h != entry_name]
         result["deferred"] = []
     return result

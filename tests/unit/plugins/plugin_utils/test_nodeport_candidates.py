@@ -111,3 +111,14 @@ def test_a_nodeport_with_more_than_four_endpoints_is_refused():
                                         r"node addressed picks one at random per connection and a trace captures on the nodes of at "
                                         r"most 4 candidates"):
         trace_path("worker-a", dict(_nodes()["worker-a"], service_rules={"text": five}), flow("10.240.0.9", 30443), INVENTORY)
+
+
+def test_two_endpoints_on_the_node_addressed_read_it_before_planning():
+    # each candidate keeps its own captures: none is left to a node resolving its devices when they start
+    nodes = _nodes()
+    nodes["worker-a"]["service_rules"] = {"source": "iptables-save", "text": sr.trim(TWO.replace("172.17.25.66", "172.17.25.239"))}
+    path = trace_path("worker-a", nodes["worker-a"], flow("10.240.0.9", 30443), INVENTORY)
+    assert (path["hosts"], path["read"], path["deferred"]) == (["worker-a", "worker-b"], ["worker-b"], [])
+    plan = trace_plan(nodes, flow=flow("10.240.0.9", 30443), service=path["service"])
+    assert [[h["interface"] for h in c["hops"] if h["node"] == "worker-b" and h["role"] == "dst-veth"] for c in plan["candidates"]] == [
+        [B_VETH, B_VETH], ["calic25e805a467", "calic25e805a467"]]
