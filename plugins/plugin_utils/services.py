@@ -163,7 +163,7 @@ def nodeport_plan(nodes, flow, service):
     if route is None:
         raise plan_.PlanError("%s has no route to the NodePort's node address %s" % (src_node, flow["dst"]))
     _gateway, dev = plan_.first_egress(src_node, route, flow["dst"], warnings)
-    a_ip = route.get("prefsrc") or next(iter(plan_.node_ips(nodes[src_node], 4)), None)
+    a_ip = _source_node_address(nodes[src_node], route, flow["dst"])
     builder = plan_.Builder(nodes, flow)
     if target in nodes:
         veth = next((d for n, d in plan_.find_workload(nodes, backend["ip"], warnings) if n == target), None)
@@ -212,6 +212,14 @@ def nodeport_plan(nodes, flow, service):
                                  "backend": backend["ip"], "backend_port": int(backend["port"])}
     plan["service"] = public(service, plan)
     return plan
+
+
+def _source_node_address(node, route, node_address):
+    """The source node's own address toward the NodePort's node: its route's preferred source, else its first
+    address of the NodePort address's family (an IPv6 node address is answered over the IPv6 underlay:
+    vxlan-v6.calico's peer is the source node's IPv6 address, never its IPv4 one)."""
+    version = 6 if ":" in str(node_address) else 4
+    return route.get("prefsrc") or next(iter(plan_.node_ips(node, version)), None)
 
 
 def _masquerade_address(node, dev, version):
@@ -267,7 +275,7 @@ def _remote_nodeport_plan(nodes, flow, service, warnings, src_node, src_veth, un
     if route is None:
         raise plan_.PlanError("%s has no route to the NodePort's node address %s" % (src_node, flow["dst"]))
     _gateway, dev = plan_.first_egress(src_node, route, flow["dst"], warnings)
-    a_ip = route.get("prefsrc") or next(iter(plan_.node_ips(nodes[src_node], 4)), None)
+    a_ip = _source_node_address(nodes[src_node], route, flow["dst"])
     veth = next((d for n, d in plan_.find_workload(nodes, backend["ip"], warnings) if n == far), None)
     if veth is None:
         raise plan_.PlanError("the NodePort's endpoint %s is not a pod on %s (%s)" % (

@@ -227,3 +227,163 @@ def test_no_endpoints_verdict_of_ipv4_still_names_the_icmp_port_unreachable(tmp_
                                       "captured": 2, "received": 2, "dropped": 0, "status": "ok", "error": None}])
     assert report["verdict"] == ("Service default/empty (10.96.10.40:443) has no endpoints: kube-proxy's REJECT rule "
                                  "on node-a answered (ICMP port unreachable)")
+
+
+# ---------------------------------------------------------------- a NodePort on a node's IPv6 address
+
+NODE_B6, NODE_A6, NODE_PORT = "fd00:10:240::2", "fd00:10:240::1", 30443
+NP_BACKEND6, MASQ6, MPORT = "fd00:10:244::81", "fd00:10:244::80", 61000      # node-b's pod; its vxlan-v6.calico address
+NP_HOPS = [
+    ("request", "node-a", "cali41f14107a8d", "none", NODE_A6), ("request", "node-a", "eth0", "none", NODE_A6),
+    ("request", "node-b", "eth0", "none", NODE_B6), ("request", "node-b", "cali77a38a64072", "none", NODE_B6),
+    ("response", "node-b", "cali77a38a64072", "none", NODE_B6), ("response", "node-b", "vxlan-v6.calico", "none", NODE_B6),
+    ("response", "node-b", "eth0", "vxlan", NODE_B6), ("response", "node-a", "eth0", "vxlan", NODE_A6),
+    ("response", "node-a", "vxlan-v6.calico", "none", NODE_A6), ("response", "node-a", "cali41f14107a8d", "none", NODE_A6)]
+NP_LINE = ("NodePort [fd00:10:240::2]:30443 (default/web-nodeport) -> backend [fd00:10:244::81]:443 (on node-b), chosen by "
+           "kube-proxy's DNAT on node-b (masquerading the source)")
+
+
+def _np_plan(rules=None):
+    nodes = _nodes(rules)
+    flow = dict(_flow(NODE_B6), port=NODE_PORT)
+    path = trace_path("node-a", nodes["node-a"], flow, LAB_INVENTORY)
+    return path, trace_plan(nodes, flow=flow, service=path["service"])
+
+
+def test_path_and_plan_of_an_ipv6_nodeport_on_the_backends_node():
+    path, plan = _np_plan()
+    assert (path["hosts"], path["dst"]["how"]) == (["node-a", "node-b"], "nodeport")
+    assert describe(path)[1] == ("dst [fd00:10:240::2]:30443: Service default/web-nodeport in node-a's kube-proxy rules (iptables), "
+                                 "NodePort of node-b, backend [fd00:10:244::81]:443 there")
+    svc = path["service"]
+    assert (svc["kind"], svc["dnat_on"], svc["backend"]["ip"], svc["backend"]["port"], svc["masquerade"]) == (
+        "nodeport", "node-b", NP_BACKEND6, 443, True)
+    # every hop of the source node carries its IPv6 address, and node-b answers over vxlan-v6.calico to it
+    assert [(h["direction"], h["node"], h["interface"], h["encap"], h["node_ip"]) for h in plan["hops"]] == NP_HOPS
+    caps = {c["key"]: c for c in plan["captures"]}
+    pre = "(host fd00:10:244::4f and host fd00:10:240::2 and tcp port 30443) or (icmp6 and "
+    assert caps["node-a/cali41f14107a8d"]["filter"].startswith(pre)
+    assert caps["node-a/eth0"]["filter"].startswith("(" + pre)
+    assert "(ip6 and udp port 4789 and host fd00:10:240::2 and ip6[68:2]==0x86dd and " in caps["node-a/eth0"]["filter"]
+    assert "(ip6 and udp port 4789 and host fd00:10:240::1 and ip6[68:2]==0x86dd and " in caps["node-b/eth0"]["filter"]
+    for cap in plan["captures"]:
+        assert "10.240." not in cap["filter"] and "udp[" not in cap["filter"], cap
+    assert caps["node-b/cali77a38a64072"]["filter"] == "host fd00:10:244::81 and tcp port 443"
+    assert caps["node-b/cali77a38a64072"]["unsnat"] == {"pod": SRC6, "node_ip": NODE_B6, "node_port": NODE_PORT,
+                                                        "backend": NP_BACKEND6, "backend_port": 443}
+    assert plan["service"]["line"] == NP_LINE
+
+
+def test_an_ipv6_nodeport_in_nft_mode_is_the_ip6_tables_service_nodeports():
+    path, plan = _np_plan({"source": "nft", "text": "", "nft": NFT6})
+    assert (path["service"]["mode"], path["service"]["kind"], path["service"]["backend"]["ip"]) == ("nft", "nodeport", NP_BACKEND6)
+    assert [(h["direction"], h["node"], h["interface"], h["encap"], h["node_ip"]) for h in plan["hops"]] == NP_HOPS
+
+
+def _ip6fl(src, dst, nh, payload, label=0):
+    return struct.pack("!IHBB16s16s", 0x60000000 | label, len(payload), nh, 64, socket.inet_pton(socket.AF_INET6, src),
+                       socket.inet_pton(socket.AF_INET6, dst)) + payload
+
+
+def test_unsnat_of_an_ipv6_capture_rewrites_both_addresses_and_the_ports(tmp_path):
+    from ansible_collections.hoptrace.k8s.plugins.plugin_utils import decode as dec
+    from ansible_collections.hoptrace.k8s.plugins.plugin_utils import unsnat
+    from ansible_collections.hoptrace.k8s.plugins.plugin_utils.pcapio import Capture
+    up, veth, out = str(tmp_path / "up.pcap"), str(tmp_path / "veth.pcap"), str(tmp_path / "out.pcap")
+    t0 = _synth.BASE_NS
+    _synth.write_pcap(up, [(t0, _synth.eth(_ip6fl(SRC6, NODE_B6, 6, _synth.tcp(38362, NODE_PORT, 777, 0, 0x02)), 0x86DD))], 1)
+    syn = _synth.tcp(MPORT, 443, 777, 0, 0x02)
+    # a destination options header (8 bytes of padding) before TCP: the ports are found behind it
+    dstopt = struct.pack("!BB6s", 6, 0, b"\x01\x04\x00\x00\x00\x00")
+    _synth.write_pcap(veth, [
+        (t0 + 1000, _synth.eth(_ip6fl(MASQ6, NP_BACKEND6, 6, syn, 5), 0x86DD)),
+        (t0 + 2000, _synth.eth(_ip6fl(NP_BACKEND6, MASQ6, 60, dstopt + _synth.tcp(443, MPORT, 9000, 778, 0x12), 9), 0x86DD)),
+        # another connection to the backend, not of this flow: left as it is
+        (t0 + 3000, _synth.eth(_ip6fl(MASQ6, NP_BACKEND6, 6, _synth.tcp(MPORT + 1, 443, 5, 0, 0x02)), 0x86DD)),
+        # an IPv4 packet of the same ports: another family, left as it is
+        (t0 + 4000, _synth.eth(_synth.ipv4("10.240.0.9", "172.17.25.193", 6, syn, 1)))], 1)
+    syns = unsnat.syn_ports(up, NODE_B6, NODE_PORT)
+    assert syns == {777: 38362}
+    assert unsnat.rewrite(veth, out, SRC6, NODE_B6, NODE_PORT, NP_BACKEND6, 443, syns) == 2
+    records = list(Capture(out).records())
+    keys = [dec.decode_at(buf, off, n, lt).key for _ts, n, _o, buf, off, lt in records]
+    show = [(dec.ip_text(k[dec.KEY_SRC]), k[dec.KEY_SPORT], dec.ip_text(k[dec.KEY_DST]), k[dec.KEY_DPORT], k[dec.KEY_SEQ]) for k in keys]
+    assert show == [(SRC6, 38362, NODE_B6, NODE_PORT, 777), (NODE_B6, NODE_PORT, SRC6, 38362, 9000),
+                    (MASQ6, MPORT + 1, NP_BACKEND6, 443, 5), ("10.240.0.9", MPORT, "172.17.25.193", 443, 777)]
+    # the flow label (key[1] for IPv6) and the extension header stay; nothing else of the packet moves
+    assert (keys[0][dec.KEY_LEN_A], keys[1][dec.KEY_LEN_A]) == (5, 9)
+    assert bytes(records[1][3][records[1][4] + 14 + 40:records[1][4] + 14 + 48]) == dstopt
+
+
+def _np_frame(hop, direction, src, dst, ident, seg):
+    """The packet as ``hop``'s device sees it: before node-b's DNAT [pod]:port <-> [node-b]:30443, after it
+    [MASQ6]:MPORT <-> [backend]:443; VXLAN over the nodes' IPv6 addresses on the NICs of the answer."""
+    sport, dport = struct.unpack("!HH", seg[:4])
+    if hop.get("after_dnat"):
+        if direction == "request":
+            src, dst, seg = MASQ6, NP_BACKEND6, struct.pack("!HH", MPORT, 443) + seg[4:]
+        else:
+            src, dst, seg = NP_BACKEND6, MASQ6, struct.pack("!HH", 443, MPORT) + seg[4:]
+    elif direction == "request":
+        src, dst, seg = SRC6, NODE_B6, struct.pack("!HH", sport, NODE_PORT) + seg[4:]
+    else:
+        src, dst, seg = NODE_B6, SRC6, struct.pack("!HH", NODE_PORT, dport) + seg[4:]
+    inner = _synth.eth(_ip6fl(src, dst, 6, seg, ident), 0x86DD)
+    if hop["encap"] != "vxlan":
+        return inner
+    outer = (NODE_B6, NODE_A6)
+    udp_payload = struct.pack("!BBHI", 0x08, 0, 0, 4096 << 8) + inner
+    return _synth.eth(_ip6fl(outer[0], outer[1], 17, struct.pack("!HHHH", 40000, 4789, 8 + len(udp_payload), 0) + udp_payload), 0x86DD)
+
+
+def _np_trace(tmp_path, drop=None):
+    """Captures of the IPv6 NodePort flow on every hop; ``drop=("response", k)``: the answer absent from hop k on."""
+    _path, plan = _np_plan()
+    per_cap = {c["key"]: [] for c in plan["captures"]}
+    for direction, t0, src, dst, ident, seg in _synth.flow_packets():
+        for pos, hop in enumerate([h for h in plan["hops"] if h["direction"] == direction], start=1):
+            if drop and direction == drop[0] and pos >= drop[1]:
+                break
+            per_cap[hop["capture"]].append((_synth.BASE_NS + t0 + pos * 50000, _np_frame(hop, direction, src, dst, ident, seg)))
+    captures = []
+    for c in plan["captures"]:
+        path = str(tmp_path / (c["key"].replace("/", "_") + ".pcap"))
+        _synth.write_pcap(path, per_cap[c["key"]], 1)
+        captures.append({"key": c["key"], "node": c["node"], "interface": c["interface"], "file": path, "status": "ok",
+                         "error": None, "captured": len(per_cap[c["key"]]), "received": len(per_cap[c["key"]]), "dropped": 0})
+    return plan, captures
+
+
+def test_analysis_of_an_ipv6_nodeport_sees_every_hop_through_the_unsnat(tmp_path):
+    plan, captures = _np_trace(tmp_path)
+    rep = analysis.analyze(plan, captures)
+    assert [(h["direction"], h["node"], h["interface"], h["status"], h["packets"]) for h in rep["hops"]] == [
+        (d, n, i, "seen", 4 if d == "request" else 3) for d, n, i, _e, _ip in NP_HOPS]
+    assert (rep["verdict"], rep["healthy"]) == ("every hop saw the request and the response", True)
+    caps = {c["key"]: c for c in rep["captures"]}
+    # the backend's veth: every packet matched through the rewrite, and the report names the file as captured
+    assert (caps["node-b/cali77a38a64072"]["matched"], caps["node-b/cali77a38a64072"]["other"]) == (7, 0)
+    assert caps["node-b/cali77a38a64072"]["file"] == str(tmp_path / "node-b_cali77a38a64072.pcap")
+
+
+def test_an_ipv6_nodeports_lost_answer_names_the_dnat_and_the_masquerade(tmp_path):
+    # node-b's pod answers, node-b never puts the answer into vxlan-v6.calico; node-b's IPv6 conntrack entry of the
+    # probe's connection (read in its capture stop) says it was DNATed and masqueraded to MASQ6
+    from ansible_collections.hoptrace.k8s.plugins.module_utils import _conntrack as ct
+    plan, captures = _np_trace(tmp_path, drop=("response", 2))
+    entry = {"family": "ipv6", "proto": "tcp", "timeout": 119, "state": "SYN_RECV", "flags": [], "mark": 0, "zone": None,
+             "orig": {"src": SRC6, "dst": NODE_B6, "sport": _synth.SPORT, "dport": NODE_PORT},
+             "reply": {"src": NP_BACKEND6, "dst": MASQ6, "sport": 443, "dport": MPORT}}
+    by = "conntrack -L -f ipv6 -p tcp --orig-src %s --orig-dst %s --dport %d" % (SRC6, NODE_B6, NODE_PORT)
+    for cap in captures:
+        if cap["node"] == "node-b":
+            cap["counters"] = {"flow_conntrack": dict(ct.bounded([entry], by))}
+    rep = analysis.analyze(plan, captures)
+    assert rep["verdict"] == (
+        "[fd00:10:240::2]:30443 was DNATed by kube-proxy on node-b to [fd00:10:244::81]:443 on node-b and masqueraded to "
+        "fd00:10:244::80 (the backend answers fd00:10:244::80, not the pod); response reached node-b cali77a38a64072 and was not "
+        "seen on node-b vxlan-v6.calico (routing into the tunnel)")
+    assert rep["healthy"] is False
+    assert (rep["service"]["snat_to"], rep["service"]["line"]) == (MASQ6, NP_LINE.replace("the source)", "the source to %s)" % MASQ6))
+    assert ("the connection was masqueraded on node-b: the backend answers [fd00:10:244::80]:61000, not [fd00:10:244::4f]:38362 "
+            "(conntrack)") in rep["notes"]
