@@ -272,6 +272,11 @@ def test_path_and_plan_of_an_ipv6_nodeport_on_the_backends_node():
     assert caps["node-b/cali77a38a64072"]["unsnat"] == {"pod": SRC6, "node_ip": NODE_B6, "node_port": NODE_PORT,
                                                         "backend": NP_BACKEND6, "backend_port": 443}
     assert plan["service"]["line"] == NP_LINE
+    # node-b deferred (not read before its captures): its devices are selected on the node by IPv6 routes
+    plan = trace_plan({"node-a": _nodes()["node-a"]}, flow=dict(_flow(NODE_B6), port=NODE_PORT), service=path["service"])
+    assert [(c["key"], c["select"]) for c in plan["captures"] if c["node"] == "node-b"] == [
+        ("node-b/?fd00:10:240::1", {"route_to": NODE_A6}), ("node-b/?fd00:10:244::81", {"route_to": NP_BACKEND6, "local": True}),
+        ("node-b/?fd00:10:244::4f", {"route_to": SRC6})]
 
 
 def test_an_ipv6_nodeport_in_nft_mode_is_the_ip6_tables_service_nodeports():
