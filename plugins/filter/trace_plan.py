@@ -78,6 +78,8 @@ options:
         request coming back to that node after the DNAT (its NIC and tunnel then serve hops before and after it;
         C(dst_node) is the source's node). With several endpoints, one such plan per endpoint is a candidate
         (C(candidates), each with its own C(captures)), as for a ClusterIP.
+      - A NodePort on a node's IPv6 address is planned in IPv6 throughout, the source node's hops with its IPv6
+        address (its route's preferred source, else its first IPv6 node address) and C(ip6) filters.
     type: dict
     version_added: 0.2.0
 notes:

@@ -36,6 +36,8 @@ description:
     172.17.26.1:443 on node-c and masqueraded to 172.17.25.192)). An endpoint on the source pod's own node
     is said so (C(... to 172.17.25.66:443 on node-a (the source pod's own node) and masqueraded to ...)); its
     NIC and tunnel, which also see the flow before and after the DNAT, are split the same way.
+  - The C(unsnat) copies of a NodePort's captures after the DNAT are rewritten in IPv4 and IPv6 alike (a NodePort
+    on a node's IPv6 address), addresses and ports only, every checksum left as captured.
   - Writes C(report.json), C(report.md) and C(trace.pcapng) (one interface per capture, named
     like C(node-b/tunl0)) into O(output_dir).
   - Also writes C(report.html) there, one self-contained page (no script, nothing fetched) with the
