@@ -24,6 +24,7 @@ plan_leg.py; this file builds the hops and captures from them (their names stay 
 from __future__ import annotations
 
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import ip_address
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import same_ip as _same
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.bpf import DEFAULT_PORTS, any_of, capture_filter
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.routes import (
     DEAD_TYPES,
@@ -47,7 +48,6 @@ from ansible_collections.hoptrace.k8s.plugins.plugin_utils.plan_node import (  #
     _node_address,
     _node_ips,
     _route,
-    _same,
     _underlay_dev,
     bridge_note,
     bridge_of,

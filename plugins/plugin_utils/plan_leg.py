@@ -9,6 +9,7 @@ address or pod block across the nodes read. Used by plugins/plugin_utils/plan.py
 from __future__ import annotations
 
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import ip_address
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import same_ip as _same
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.bpf import DEFAULT_PORTS
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.routes import (
     DEAD_TYPES,
@@ -24,7 +25,6 @@ from ansible_collections.hoptrace.k8s.plugins.plugin_utils.plan_node import (
     _node_address,
     _node_ips,
     _route,
-    _same,
     _tunnel_link,
     _underlay_dev,
     link_kind,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ansible_collections.hoptrace.k8s.plugins.module_utils._netinfo import is_link_local
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import AddressError, ip_address
+from ansible_collections.hoptrace.k8s.plugins.plugin_utils.addr import same_ip as _same
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.bpf import DEFAULT_PORTS
 from ansible_collections.hoptrace.k8s.plugins.plugin_utils.routes import (
     DEAD_TYPES,
@@ -32,13 +33,6 @@ class PlanError(ValueError):
 
 class NoNodeError(PlanError):
     """src (or an in-cluster dst) is not a workload on any of the nodes."""
-
-
-def _same(a, b):
-    try:
-        return ip_address(a) == ip_address(b)
-    except AddressError:
-        return False
 
 
 def _links(node):
