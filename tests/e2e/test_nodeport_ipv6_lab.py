@@ -11,6 +11,7 @@ import os
 
 import pytest
 from test_ipv6_lab import SRC6
+from test_services_ipv6_lab import dual_stack_lab, services
 from test_services_lab import B2_VETH
 from test_trace import SRC_VETH, hop_rows, node_leftovers, trace
 
@@ -35,19 +36,7 @@ LINE = ("NodePort [fd00:10:240::2]:30443 (default/web-nodeport) -> backend [fd00
 
 @pytest.fixture(scope="module")
 def lab6(lab_factory):
-    st = lab_factory("vxlan", 2, ipv6=True)
-    yield st
-    labctl.fault_clear()
-    labctl.services_down()
-
-
-def services(mode):
-    """kube-proxy's rules of ``mode`` on every node, from empty conntrack tables."""
-    listed = labctl.services_up(mode)
-    for node in ("node-a", "node-b"):
-        labctl.exec_in_node(node, ["conntrack", "-F"], check=True)
-        labctl.exec_in_node(node, ["conntrack", "-F", "-f", "ipv6"], check=True)
-    return listed
+    yield from dual_stack_lab(lab_factory)
 
 
 def test_the_lab_writes_the_ipv6_nodeport_in_both_modes(lab6):

@@ -8,6 +8,7 @@ on 3-node VXLAN and BGP labs.
 import os
 
 import pytest
+from test_services_lab import hop_table, services_lab
 from test_trace import SRC, SRC_VETH, hop_rows, node_leftovers, trace
 
 from lab import labctl, topology
@@ -25,18 +26,13 @@ REQUEST = [("node-a", SRC_VETH), ("node-a", "eth0"), ("node-b", "eth0"), ("node-
            ("node-c", "eth0"), ("node-c", "tunl0"), ("node-c", C_VETH)]
 RESPONSE = [("node-c", C_VETH), ("node-c", "tunl0"), ("node-c", "eth0"), ("node-b", "eth0"), ("node-b", "tunl0"),
             ("node-b", "tunl0"), ("node-b", "eth0"), ("node-a", "eth0"), ("node-a", "tunl0"), ("node-a", SRC_VETH)]
-ROWS = [("request", i + 1, n, iface, "seen") for i, (n, iface) in enumerate(REQUEST)] + \
-       [("response", i + 1, n, iface, "seen") for i, (n, iface) in enumerate(RESPONSE)]
+ROWS = hop_table(REQUEST, RESPONSE)
 ARGS = ["-e", "src=%s" % SRC, "-e", "dst=%s" % NODE_B, "-e", "dport=%d" % NODE_PORT]
 
 
 @pytest.fixture(scope="module")
 def services(lab_factory):
-    lab_factory("ipip", 3)
-    listed = labctl.services_up()
-    yield listed
-    labctl.fault_clear()
-    labctl.services_down()
+    yield from services_lab(lab_factory, nodes=3)
 
 
 def test_the_lab_writes_the_remote_nodeport(services):

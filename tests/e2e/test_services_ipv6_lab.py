@@ -28,12 +28,17 @@ def args(dst, port=443):
     return ["-e", "src=%s" % SRC6, "-e", "dst=%s" % dst, "-e", "dport=%d" % port]
 
 
-@pytest.fixture(scope="module")
-def lab6(lab_factory):
+def dual_stack_lab(lab_factory):
+    """The dual-stack vxlan 2-node lab of a module's Service traces; its faults and Services removed after."""
     st = lab_factory("vxlan", 2, ipv6=True)
     yield st
     labctl.fault_clear()
     labctl.services_down()
+
+
+@pytest.fixture(scope="module")
+def lab6(lab_factory):
+    yield from dual_stack_lab(lab_factory)
 
 
 def services(mode):
@@ -42,6 +47,7 @@ def services(mode):
     listed = labctl.services_up(mode)
     for node in ("node-a", "node-b"):
         labctl.exec_in_node(node, ["conntrack", "-F"], check=True)
+        labctl.exec_in_node(node, ["conntrack", "-F", "-f", "ipv6"], check=True)
     return listed
 
 

@@ -38,23 +38,34 @@ NODEPORT_ROWS = [
     ("response", 5, "node-a", "tunl0", "seen"), ("response", 6, "node-a", SRC_VETH, "seen")]
 
 
+def hop_table(request, response, status="seen"):
+    """The rows hop_rows() gives for these (node, interface) paths, every hop with ``status``."""
+    return [("request", i + 1, n, iface, status) for i, (n, iface) in enumerate(request)] + \
+        [("response", i + 1, n, iface, status) for i, (n, iface) in enumerate(response)]
+
+
 def remote_rows(dst_veth, status="seen"):
     path = REMOTE + [("node-b", dst_veth)]
-    rows = [("request", i + 1, n, iface, status) for i, (n, iface) in enumerate(path)]
-    return rows + [("response", i + 1, n, iface, status) for i, (n, iface) in enumerate(path[::-1])]
+    return hop_table(path, path[::-1], status)
 
 
 def args(dst, port=443):
     return ["-e", "src=%s" % SRC, "-e", "dst=%s" % dst, "-e", "dport=%d" % port]
 
 
-@pytest.fixture(scope="module")
-def services(lab_factory):
-    lab_factory("ipip", 2)
+def services_lab(lab_factory, nodes=2):
+    """An ipip lab of ``nodes`` nodes with the lab's Services, for a module's traces; its faults and
+    Services removed after."""
+    lab_factory("ipip", nodes)
     listed = labctl.services_up()
     yield listed
     labctl.fault_clear()
     labctl.services_down()
+
+
+@pytest.fixture(scope="module")
+def services(lab_factory):
+    yield from services_lab(lab_factory)
 
 
 def test_clusterip_with_a_remote_backend_is_healthy_and_names_it(services, tmp_path):

@@ -5,11 +5,10 @@ analysis that splits those captures (analysis.py, unsnat.py).
 
 Rules: the lab node's real iptables-save (tests/unit/fixtures/services) with default/web-nodeport's
 endpoint moved to worker-a's second pod 172.17.25.66; routes: the seed article's two nodes."""
-import struct
 
-import _synth
 from test_hosting import INVENTORY, entry
 from test_nodeport_remote import _ipip, _plain
+from test_nodeport_remote import _trace as _remote_trace
 from test_plan import SEED_A, SEED_B
 from test_services import LAB, SRC, flow
 
@@ -105,55 +104,9 @@ def test_plan_goes_to_the_node_addressed_and_back_to_the_backend_on_the_source_n
 
 # --------------------------------------------------------------------------------------------- analysis
 
-MPORT = 61000          # worker-b's masquerade source port (--random-fully)
-
-
-def _frame(plan, hop, direction, src, dst, ident, seg, ttl):
-    """The packet as ``hop``'s device sees it: before worker-b's DNAT pod:port <-> 10.240.0.9:30443,
-    after it MASQ:MPORT <-> backend:443; IPIP on a NIC between the hop's node and its neighbour's."""
-    sport, dport = struct.unpack("!HH", seg[:4])
-    if hop.get("after_dnat"):
-        if direction == "request":
-            src, dst, seg = MASQ, BACKEND, struct.pack("!HH", MPORT, 443) + seg[4:]
-        else:
-            src, dst, seg = BACKEND, MASQ, struct.pack("!HH", 443, MPORT) + seg[4:]
-    elif direction == "request":
-        dst, seg = "10.240.0.9", struct.pack("!HH", sport, 30443) + seg[4:]
-    else:
-        src, seg = "10.240.0.9", struct.pack("!HH", 30443, dport) + seg[4:]
-    inner = _synth.ipv4(src, dst, 6, seg, ident, ttl)
-    if hop["interface"] == "tunl0":
-        return inner, 101
-    if hop["encap"] != "ipip":
-        return _synth.eth(inner), 1
-    path = [h for h in plan["hops"] if h["direction"] == direction]
-    at = path.index(hop)
-    other = path[at + 1] if hop["role"] == "underlay-out" else path[at - 1]
-    a, b = (hop, other) if hop["role"] == "underlay-out" else (other, hop)
-    return _synth.eth(_synth.ipv4(NODE_IP[a["node"]], NODE_IP[b["node"]], 4, inner, 3)), 1
-
-
 def _trace(tmp_path, drop=None):
-    """Captures of the healthy flow on every hop; ``drop=("request", k)``: none from request hop k on, no answer."""
-    _path, plan = _plan()
-    per_cap = {c["key"]: [] for c in plan["captures"]}
-    linktype = {}
-    for direction, t0, src, dst, ident, seg in _synth.flow_packets():
-        if drop and direction == "response":
-            continue
-        for pos, hop in enumerate([h for h in plan["hops"] if h["direction"] == direction], start=1):
-            if drop and pos >= drop[1]:
-                break
-            data, lt = _frame(plan, hop, direction, src, dst, ident, seg, 64 - pos)
-            per_cap[hop["capture"]].append((_synth.BASE_NS + t0 + pos * 50000, data))
-            linktype[hop["capture"]] = lt
-    captures = []
-    for c in plan["captures"]:
-        path = str(tmp_path / (c["key"].replace("/", "_") + ".pcap"))
-        _synth.write_pcap(path, per_cap[c["key"]], linktype.get(c["key"], 101 if c["interface"] == "tunl0" else 1))
-        captures.append({"key": c["key"], "node": c["node"], "interface": c["interface"], "file": path, "status": "ok",
-                         "error": None, "captured": len(per_cap[c["key"]]), "received": len(per_cap[c["key"]]), "dropped": 0})
-    return plan, captures
+    """Captures of the healthy flow on every hop of the hairpin plan (test_nodeport_remote's synthesis)."""
+    return _remote_trace(tmp_path, drop, plan=_plan()[1], backend=BACKEND)
 
 
 def test_analysis_sees_every_hop_of_a_healthy_flow_and_names_the_backend_on_the_source_node(tmp_path):

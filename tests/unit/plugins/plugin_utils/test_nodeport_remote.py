@@ -159,15 +159,15 @@ def test_the_nodeport_and_backend_nodes_must_be_read():
 MPORT = 61000          # worker-b's masquerade source port (--random-fully)
 
 
-def _frame(plan, hop, direction, src, dst, ident, seg, ttl):
+def _frame(plan, hop, direction, src, dst, ident, seg, ttl, backend=BACKEND):
     """The packet as ``hop``'s device sees it: before worker-b's DNAT pod:port <-> 10.240.0.9:30443,
     after it MASQ:MPORT <-> backend:443; IPIP on a NIC between the hop's node and its neighbour's."""
     sport, dport = struct.unpack("!HH", seg[:4])
     if hop.get("after_dnat"):
         if direction == "request":
-            src, dst, seg = MASQ, BACKEND, struct.pack("!HH", MPORT, 443) + seg[4:]
+            src, dst, seg = MASQ, backend, struct.pack("!HH", MPORT, 443) + seg[4:]
         else:
-            src, dst, seg = BACKEND, MASQ, struct.pack("!HH", 443, MPORT) + seg[4:]
+            src, dst, seg = backend, MASQ, struct.pack("!HH", 443, MPORT) + seg[4:]
     elif direction == "request":
         dst, seg = "10.240.0.9", struct.pack("!HH", sport, 30443) + seg[4:]
     else:
@@ -184,9 +184,10 @@ def _frame(plan, hop, direction, src, dst, ident, seg, ttl):
     return _synth.eth(_synth.ipv4(NODE_IP[a["node"]], NODE_IP[b["node"]], 4, inner, 3)), 1
 
 
-def _trace(tmp_path, drop=None):
-    """Captures of the healthy flow on every hop; ``drop=("request", k)``: none from request hop k on, no answer."""
-    _path, plan = _plan()
+def _trace(tmp_path, drop=None, plan=None, backend=BACKEND):
+    """Captures of the healthy flow on every hop of ``plan`` (this file's NodePort plan unless given, its
+    endpoint ``backend``); ``drop=("request", k)``: none from request hop k on, no answer."""
+    plan = plan or _plan()[1]
     per_cap = {c["key"]: [] for c in plan["captures"]}
     linktype = {}
     for direction, t0, src, dst, ident, seg in _synth.flow_packets():
@@ -195,7 +196,7 @@ def _trace(tmp_path, drop=None):
         for pos, hop in enumerate([h for h in plan["hops"] if h["direction"] == direction], start=1):
             if drop and pos >= drop[1]:
                 break
-            data, lt = _frame(plan, hop, direction, src, dst, ident, seg, 64 - pos)
+            data, lt = _frame(plan, hop, direction, src, dst, ident, seg, 64 - pos, backend)
             per_cap[hop["capture"]].append((_synth.BASE_NS + t0 + pos * 50000, data))
             linktype[hop["capture"]] = lt
     captures = []
